@@ -1,0 +1,47 @@
+# Thin wrapper over CMake. The README's Quick start uses `make dev` and
+# `make test`; both install what they need first (deploy/install-deps.sh).
+#
+#   make dev     build (release, hardened) and run the whole system on its
+#                embedded default in the foreground (deploy/dev.sh)
+#   make test    sanitizer build (clang, ASan + UBSan, libFuzzer harnesses)
+#                and every test through ctest
+#   make build   the release build only, into build/
+#   make fuzz    every libFuzzer harness for FUZZ_SECONDS each
+#   make bench   the benchmarks (bench/README.md)
+
+BUILD_DIR      ?= build
+TEST_BUILD_DIR ?= build-test
+JOBS           ?= $(shell nproc 2>/dev/null || echo 2)
+FUZZ_SECONDS   ?= 300
+CTEST_ARGS     ?=
+
+.PHONY: all deps build dev test test-build fuzz bench clean
+
+all: build
+
+deps:
+	@./deploy/install-deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD_DIR) -j $(JOBS)
+
+dev: build
+	@MG_BUILD_DIR=$(BUILD_DIR) ./deploy/dev.sh
+
+test-build: deps
+	@CC=clang cmake -S . -B $(TEST_BUILD_DIR) -DCMAKE_BUILD_TYPE=Debug \
+		-DMG_SANITIZE=ON -DMG_FUZZ=ON >/dev/null
+	@cmake --build $(TEST_BUILD_DIR) -j $(JOBS)
+
+test: test-build
+	@cd $(TEST_BUILD_DIR) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+fuzz: test-build
+	@./tests/fuzz/run-all.sh $(TEST_BUILD_DIR)/fuzz $(FUZZ_SECONDS)
+
+bench: build
+	@./bench/run.sh $(BUILD_DIR)
+
+clean:
+	rm -rf $(BUILD_DIR) $(TEST_BUILD_DIR)

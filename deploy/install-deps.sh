@@ -1,0 +1,39 @@
+#!/bin/sh
+# Installs every package Mailgenic needs to build, test and run in development,
+# from Debian's archive. Idempotent and silent when everything is present, so
+# `make dev` and `make test` can call it every time.
+set -eu
+
+# Build: compilers (gcc for the release build, clang for sanitizers and
+# libFuzzer), CMake and the libraries the daemons link against.
+BUILD_PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev
+libssl-dev libuv1-dev libdb5.3-dev libcrypt-dev libc-ares-dev libcmocka-dev"
+
+# Run and test: openssl(1) for the dev certificate, db5.3-util for
+# db_hotbackup/db_recover, real protocol clients for the integration tests,
+# dnsmasq as the test resolver, iproute2 for network namespaces.
+TEST_PKGS="openssl ca-certificates python3 python3-aiosmtpd db5.3-util
+swaks msmtp isync dnsmasq-base iproute2 procps psmisc"
+
+missing=""
+for pkg in $BUILD_PKGS $TEST_PKGS; do
+    status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+    case "$status" in
+        "install ok installed") ;;
+        *) missing="$missing $pkg" ;;
+    esac
+done
+
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: missing packages:$missing" >&2
+    echo "install-deps: run as root (or: sudo apt-get install$missing)" >&2
+    exit 1
+fi
+
+echo "install-deps: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086 # word splitting of the package list is intended
+apt-get install -y -qq --no-install-recommends $missing >/dev/null
