@@ -28,6 +28,7 @@ void mg_buf_reserve(struct mg_buf *buf, size_t extra)
         cap = cap > SIZE_MAX / 2 ? need : cap * 2;
     buf->data = mg_realloc(buf->data, cap);
     buf->cap = cap;
+    buf->data[buf->len] = '\0';
 }
 
 void mg_buf_append(struct mg_buf *buf, const void *data, size_t len)

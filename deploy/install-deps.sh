@@ -12,7 +12,7 @@ libssl-dev libuv1-dev libdb5.3-dev libcrypt-dev libc-ares-dev libcmocka-dev"
 # Run and test: openssl(1) for the dev certificate, db5.3-util for
 # db_hotbackup/db_recover, real protocol clients for the integration tests,
 # dnsmasq as the test resolver, iproute2 for network namespaces.
-TEST_PKGS="openssl ca-certificates python3 python3-aiosmtpd db5.3-util
+TEST_PKGS="openssl ca-certificates tzdata python3 python3-aiosmtpd db5.3-util
 swaks msmtp isync dnsmasq-base iproute2 procps psmisc"
 
 missing=""
