@@ -121,3 +121,20 @@ void testutil_close_loop(uv_loop_t *loop)
     uv_run(loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(loop), 0);
 }
+
+void testutil_make_cert(const char *dir, const char *base, const char *name,
+                        char **cert_r, char **key_r)
+{
+    char *cert = mg_asprintf("%s/%s.pem", dir, base);
+    char *key = mg_asprintf("%s/%s.key", dir, base);
+    char *cmd = mg_asprintf(
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
+        "-subj /CN=%s -addext subjectAltName=DNS:%s,IP:127.0.0.1 -keyout %s -out %s "
+        ">/dev/null 2>&1",
+        name, name, key, cert);
+    if (system(cmd) != 0)
+        fail_msg("cannot create a test certificate with openssl(1)");
+    free(cmd);
+    *cert_r = cert;
+    *key_r = key;
+}

@@ -29,4 +29,12 @@ void testutil_run_loop(struct uv_loop_s *loop, double seconds);
  * asserts uv_loop_close() succeeds. */
 void testutil_close_loop(struct uv_loop_s *loop);
 
+
+
+/* Creates a self-signed ECDSA certificate for CN/SAN `name` (and 127.0.0.1)
+ * in dir: writes <dir>/<base>.pem and <dir>/<base>.key, returns the paths
+ * (to free). Uses openssl(1). */
+void testutil_make_cert(const char *dir, const char *base, const char *name,
+                        char **cert_r, char **key_r);
+
 #endif

@@ -1,0 +1,462 @@
+#include "common/tls.h"
+
+#include <arpa/inet.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/buf.h"
+#include "common/settings.h"
+
+/* ECDHE with AEAD only, ECDSA first (cheaper handshakes); TLS 1.3 suites
+ * are OpenSSL's defaults, which are all good. */
+#define TLS_DEFAULT_CIPHERS                                          \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"     \
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"     \
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+#define TLS_GROUPS "X25519:P-256:P-384"
+/* Plaintext read per SSL_read call: one TLS record. */
+#define TLS_READ_CHUNK 16384
+
+struct mg_tls_context {
+    SSL_CTX *ssl_ctx;
+    atomic_int refcount;
+};
+
+struct mg_tls {
+    SSL *ssl;
+    BIO *rbio; /* network -> SSL */
+    BIO *wbio; /* SSL -> network */
+    struct mg_buf held;  /* plaintext written before the handshake completed */
+    bool is_handshake_done;
+    bool is_failed;
+    bool is_client;
+    char error[256];
+    char peer_cn[256];
+};
+
+/* Records the OpenSSL error queue's first entry (or a fallback text). */
+static void tls_set_error(char *buf, size_t size, const char *what)
+{
+    unsigned long e = ERR_get_error();
+    if (e != 0) {
+        char reason[200];
+        ERR_error_string_n(e, reason, sizeof(reason));
+        snprintf(buf, size, "%s: %s", what, reason);
+    } else {
+        snprintf(buf, size, "%s", what);
+    }
+    ERR_clear_error();
+}
+
+static int tls_min_version(const char *name, int *version_r)
+{
+    if (name == NULL || name[0] == '\0' || strcmp(name, "TLSv1.2") == 0)
+        *version_r = TLS1_2_VERSION;
+    else if (strcmp(name, "TLSv1.3") == 0)
+        *version_r = TLS1_3_VERSION;
+    else
+        return -1;
+    return 0;
+}
+
+static SSL_CTX *tls_ctx_common(const SSL_METHOD *method, const char *ciphers,
+                               const char *min_version, char **error_r)
+{
+    char err[300];
+    int version;
+    if (tls_min_version(min_version, &version) < 0) {
+        *error_r = mg_asprintf("TLS: min_version must be TLSv1.2 or TLSv1.3");
+        return NULL;
+    }
+    SSL_CTX *ctx = SSL_CTX_new(method);
+    if (ctx == NULL) {
+        tls_set_error(err, sizeof(err), "SSL_CTX_new");
+        *error_r = mg_strdup(err);
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, version);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+    /* Idle connections give back their record buffers; decisive with
+     * thousands of IMAP IDLE sessions. */
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    if (SSL_CTX_set_cipher_list(ctx, ciphers != NULL && ciphers[0] ? ciphers : TLS_DEFAULT_CIPHERS) != 1) {
+        tls_set_error(err, sizeof(err), "TLS: no usable cipher in the cipher list");
+        *error_r = mg_strdup(err);
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    if (SSL_CTX_set1_groups_list(ctx, TLS_GROUPS) != 1) {
+        tls_set_error(err, sizeof(err), "TLS: groups");
+        *error_r = mg_strdup(err);
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+static int tls_load_pair(SSL_CTX *ctx, const char *cert, const char *key, char **error_r)
+{
+    char err[600];
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+        char what[400];
+        snprintf(what, sizeof(what), "TLS: cannot load certificate %s", cert);
+        tls_set_error(err, sizeof(err), what);
+        *error_r = mg_strdup(err);
+        return -1;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+        char what[400];
+        if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
+            ERR_clear_error();
+            *error_r = mg_asprintf("TLS: key %s does not match certificate %s", key, cert);
+            return -1;
+        }
+        snprintf(what, sizeof(what), "TLS: cannot load key %s", key);
+        tls_set_error(err, sizeof(err), what);
+        *error_r = mg_strdup(err);
+        return -1;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        char what[400];
+        snprintf(what, sizeof(what), "TLS: key %s does not match certificate %s", key, cert);
+        tls_set_error(err, sizeof(err), what);
+        *error_r = mg_strdup(err);
+        return -1;
+    }
+    return 0;
+}
+
+static struct mg_tls_context *tls_context_wrap(SSL_CTX *ssl_ctx)
+{
+    struct mg_tls_context *ctx = mg_calloc(1, sizeof(*ctx));
+    ctx->ssl_ctx = ssl_ctx;
+    atomic_init(&ctx->refcount, 1);
+    return ctx;
+}
+
+int mg_tls_context_new_server(const struct mg_tls_server_options *options,
+                              struct mg_tls_context **ctx_r, char **error_r)
+{
+    if (options->cert_file == NULL || options->cert_file[0] == '\0' ||
+        options->key_file == NULL || options->key_file[0] == '\0') {
+        *error_r = mg_strdup("TLS: cert_file and key_file must be set");
+        return -1;
+    }
+    SSL_CTX *ctx = tls_ctx_common(TLS_server_method(), options->ciphers, options->min_version,
+                                  error_r);
+    if (ctx == NULL)
+        return -1;
+    SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
+    if (tls_load_pair(ctx, options->cert_file, options->key_file, error_r) < 0)
+        goto fail;
+    if (options->alt_cert_file != NULL && options->alt_cert_file[0] != '\0' &&
+        tls_load_pair(ctx, options->alt_cert_file, options->alt_key_file, error_r) < 0)
+        goto fail;
+    /* Session resumption: tickets (stateless) for TLS 1.3 and 1.2, and a
+     * session ID context so resumed sessions stay tied to this service. */
+    SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"mailgenic", 9);
+    SSL_CTX_set_num_tickets(ctx, 1);
+    if (options->client_ca_file != NULL && options->client_ca_file[0] != '\0') {
+        char err[600];
+        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(options->client_ca_file);
+        if (names == NULL ||
+            SSL_CTX_load_verify_locations(ctx, options->client_ca_file, NULL) != 1) {
+            char what[400];
+            snprintf(what, sizeof(what), "TLS: cannot load client CA %s", options->client_ca_file);
+            tls_set_error(err, sizeof(err), what);
+            *error_r = mg_strdup(err);
+            if (names != NULL)
+                sk_X509_NAME_pop_free(names, X509_NAME_free);
+            goto fail;
+        }
+        SSL_CTX_set_client_CA_list(ctx, names);
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    }
+    *ctx_r = tls_context_wrap(ctx);
+    return 0;
+fail:
+    SSL_CTX_free(ctx);
+    return -1;
+}
+
+int mg_tls_context_new_client(const struct mg_tls_client_options *options,
+                              struct mg_tls_context **ctx_r, char **error_r)
+{
+    char err[600];
+    SSL_CTX *ctx = tls_ctx_common(TLS_client_method(), options->ciphers, options->min_version,
+                                  error_r);
+    if (ctx == NULL)
+        return -1;
+    int ok = options->ca_file != NULL && options->ca_file[0] != '\0'
+                 ? SSL_CTX_load_verify_locations(ctx, options->ca_file, NULL)
+                 : SSL_CTX_set_default_verify_paths(ctx);
+    if (ok != 1) {
+        tls_set_error(err, sizeof(err), "TLS: cannot load trust anchors");
+        *error_r = mg_strdup(err);
+        goto fail;
+    }
+    if (options->cert_file != NULL && options->cert_file[0] != '\0' &&
+        tls_load_pair(ctx, options->cert_file, options->key_file, error_r) < 0)
+        goto fail;
+    /* Without required verification the chain is still checked and the
+     * result kept for mg_tls_is_verified(); the handshake goes on. */
+    SSL_CTX_set_verify(ctx, options->require_verification ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+    *ctx_r = tls_context_wrap(ctx);
+    return 0;
+fail:
+    SSL_CTX_free(ctx);
+    return -1;
+}
+
+void mg_tls_server_options_from_settings(const struct mg_settings_tls *set,
+                                         struct mg_tls_server_options *options_r)
+{
+    memset(options_r, 0, sizeof(*options_r));
+    options_r->cert_file = set->cert_file;
+    options_r->key_file = set->key_file;
+    options_r->alt_cert_file = set->alt_cert_file;
+    options_r->alt_key_file = set->alt_key_file;
+    options_r->ciphers = set->ciphers;
+    options_r->min_version = set->min_version;
+}
+
+void mg_tls_context_ref(struct mg_tls_context *ctx)
+{
+    atomic_fetch_add(&ctx->refcount, 1);
+}
+
+void mg_tls_context_unref(struct mg_tls_context **ctx)
+{
+    if (*ctx == NULL)
+        return;
+    if (atomic_fetch_sub(&(*ctx)->refcount, 1) == 1) {
+        /* Connections still using the SSL_CTX hold their own reference
+         * to it through their SSL objects. */
+        SSL_CTX_free((*ctx)->ssl_ctx);
+        free(*ctx);
+    }
+    *ctx = NULL;
+}
+
+static struct mg_tls *tls_new(struct mg_tls_context *ctx, bool is_client)
+{
+    struct mg_tls *tls = mg_calloc(1, sizeof(*tls));
+    tls->ssl = SSL_new(ctx->ssl_ctx);
+    if (tls->ssl == NULL)
+        mg_panic("SSL_new failed");
+    tls->rbio = BIO_new(BIO_s_mem());
+    tls->wbio = BIO_new(BIO_s_mem());
+    if (tls->rbio == NULL || tls->wbio == NULL)
+        mg_panic("BIO_new failed");
+    /* An empty read BIO means "wait for more", not end of file. */
+    BIO_set_mem_eof_return(tls->rbio, -1);
+    SSL_set_bio(tls->ssl, tls->rbio, tls->wbio);
+    tls->is_client = is_client;
+    return tls;
+}
+
+struct mg_tls *mg_tls_new_server(struct mg_tls_context *ctx)
+{
+    struct mg_tls *tls = tls_new(ctx, false);
+    SSL_set_accept_state(tls->ssl);
+    return tls;
+}
+
+static bool is_ip_literal(const char *name)
+{
+    unsigned char tmp[16];
+    return inet_pton(AF_INET, name, tmp) == 1 || inet_pton(AF_INET6, name, tmp) == 1;
+}
+
+struct mg_tls *mg_tls_new_client(struct mg_tls_context *ctx, const char *peer_name)
+{
+    struct mg_tls *tls = tls_new(ctx, true);
+    SSL_set_connect_state(tls->ssl);
+    if (peer_name != NULL && peer_name[0] != '\0') {
+        if (is_ip_literal(peer_name)) {
+            X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(tls->ssl), peer_name);
+        } else {
+            SSL_set_tlsext_host_name(tls->ssl, peer_name);
+            SSL_set1_host(tls->ssl, peer_name);
+        }
+    }
+    /* Produce the ClientHello now so the caller can send it. */
+    ERR_clear_error();
+    SSL_do_handshake(tls->ssl);
+    ERR_clear_error();
+    return tls;
+}
+
+void mg_tls_free(struct mg_tls **tls)
+{
+    if (*tls == NULL)
+        return;
+    SSL_free((*tls)->ssl); /* frees both BIOs */
+    mg_buf_free(&(*tls)->held);
+    free(*tls);
+    *tls = NULL;
+}
+
+void mg_tls_feed(struct mg_tls *tls, const void *data, size_t len)
+{
+    if (len > 0 && BIO_write(tls->rbio, data, (int)len) != (int)len)
+        mg_panic("BIO_write to memory BIO failed");
+}
+
+static enum mg_tls_status tls_fail(struct mg_tls *tls, int ssl_error, const char *what)
+{
+    tls->is_failed = true;
+    if (ssl_error == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)
+        snprintf(tls->error, sizeof(tls->error), "%s: protocol error", what);
+    else
+        tls_set_error(tls->error, sizeof(tls->error), what);
+    return MG_TLS_ERROR;
+}
+
+static enum mg_tls_status tls_write_now(struct mg_tls *tls, const void *data, size_t len)
+{
+    size_t written;
+    if (len == 0)
+        return MG_TLS_OK;
+    ERR_clear_error();
+    int r = SSL_write_ex(tls->ssl, data, len, &written);
+    if (r != 1)
+        return tls_fail(tls, SSL_get_error(tls->ssl, r), "TLS write");
+    return MG_TLS_OK;
+}
+
+enum mg_tls_status mg_tls_read(struct mg_tls *tls, struct mg_buf *out)
+{
+    if (tls->is_failed)
+        return MG_TLS_ERROR;
+    if (!tls->is_handshake_done) {
+        ERR_clear_error();
+        int r = SSL_do_handshake(tls->ssl);
+        if (r != 1) {
+            int e = SSL_get_error(tls->ssl, r);
+            if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+                return MG_TLS_OK;
+            return tls_fail(tls, e, "TLS handshake failed");
+        }
+        tls->is_handshake_done = true;
+        if (tls->held.len > 0) {
+            enum mg_tls_status st = tls_write_now(tls, tls->held.data, tls->held.len);
+            mg_buf_free(&tls->held);
+            if (st != MG_TLS_OK)
+                return st;
+        }
+    }
+    for (;;) {
+        mg_buf_reserve(out, TLS_READ_CHUNK);
+        size_t got = 0;
+        ERR_clear_error();
+        int r = SSL_read_ex(tls->ssl, out->data + out->len, TLS_READ_CHUNK, &got);
+        if (r == 1) {
+            out->len += got;
+            out->data[out->len] = '\0';
+            continue;
+        }
+        int e = SSL_get_error(tls->ssl, r);
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+            return MG_TLS_OK;
+        if (e == SSL_ERROR_ZERO_RETURN)
+            return MG_TLS_CLOSED;
+        return tls_fail(tls, e, "TLS read");
+    }
+}
+
+enum mg_tls_status mg_tls_write(struct mg_tls *tls, const void *data, size_t len)
+{
+    if (tls->is_failed)
+        return MG_TLS_ERROR;
+    if (!tls->is_handshake_done) {
+        mg_buf_append(&tls->held, data, len);
+        return MG_TLS_OK;
+    }
+    return tls_write_now(tls, data, len);
+}
+
+void mg_tls_shutdown(struct mg_tls *tls)
+{
+    if (tls->is_failed || !tls->is_handshake_done)
+        return;
+    ERR_clear_error();
+    /* One call queues our close_notify; we do not wait for the peer's. */
+    SSL_shutdown(tls->ssl);
+    ERR_clear_error();
+}
+
+size_t mg_tls_output_pending(const struct mg_tls *tls)
+{
+    return BIO_ctrl_pending(tls->wbio);
+}
+
+size_t mg_tls_take_output(struct mg_tls *tls, struct mg_buf *out)
+{
+    size_t pending = BIO_ctrl_pending(tls->wbio);
+    if (pending == 0)
+        return 0;
+    mg_buf_reserve(out, pending);
+    int r = BIO_read(tls->wbio, out->data + out->len, (int)pending);
+    if (r <= 0)
+        return 0;
+    out->len += (size_t)r;
+    out->data[out->len] = '\0';
+    return (size_t)r;
+}
+
+bool mg_tls_is_handshake_done(const struct mg_tls *tls)
+{
+    return tls->is_handshake_done;
+}
+
+const char *mg_tls_error(const struct mg_tls *tls)
+{
+    return tls->error[0] != '\0' ? tls->error : "no error";
+}
+
+const char *mg_tls_version(const struct mg_tls *tls)
+{
+    return SSL_get_version(tls->ssl);
+}
+
+const char *mg_tls_cipher(const struct mg_tls *tls)
+{
+    const char *c = SSL_get_cipher_name(tls->ssl);
+    return c != NULL ? c : "none";
+}
+
+bool mg_tls_is_verified(const struct mg_tls *tls)
+{
+    return tls->is_handshake_done && SSL_get0_peer_certificate(tls->ssl) != NULL &&
+           SSL_get_verify_result(tls->ssl) == X509_V_OK;
+}
+
+const char *mg_tls_verify_error(const struct mg_tls *tls)
+{
+    if (SSL_get0_peer_certificate(tls->ssl) == NULL)
+        return "no peer certificate";
+    return X509_verify_cert_error_string(SSL_get_verify_result(tls->ssl));
+}
+
+const char *mg_tls_peer_common_name(struct mg_tls *tls)
+{
+    X509 *cert = SSL_get0_peer_certificate(tls->ssl);
+    if (cert == NULL)
+        return NULL;
+    X509_NAME *subject = X509_get_subject_name(cert);
+    if (subject == NULL ||
+        X509_NAME_get_text_by_NID(subject, NID_commonName, tls->peer_cn, sizeof(tls->peer_cn)) <= 0)
+        return NULL;
+    return tls->peer_cn;
+}
+
+bool mg_tls_is_resumed(const struct mg_tls *tls)
+{
+    return SSL_session_reused(tls->ssl) == 1;
+}

@@ -1,0 +1,105 @@
+/* TLS with OpenSSL over memory BIOs: the engine knows nothing of sockets.
+ *
+ * The connection layer (common/conn.h) feeds it ciphertext from the network,
+ * takes plaintext out, hands it plaintext to send and takes ciphertext out.
+ * That keeps TLS usable under libuv (and in tests) without OpenSSL ever
+ * touching a file descriptor.
+ *
+ * Policy, not configurable below it: TLS 1.2 and 1.3 only; TLS 1.2 with
+ * ECDHE + AEAD ciphers; compression off; renegotiation refused; session
+ * tickets on; SSL_MODE_RELEASE_BUFFERS so idle connections hold no
+ * buffers. */
+#ifndef MG_COMMON_TLS_H
+#define MG_COMMON_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct mg_buf;
+struct mg_settings_tls;
+
+/* A configured SSL_CTX. Reloading builds a new context and swaps it in:
+ * connections keep the context they started with until they close. */
+struct mg_tls_context;
+
+struct mg_tls_server_options {
+    const char *cert_file;     /* PEM chain, leaf first */
+    const char *key_file;
+    const char *alt_cert_file; /* optional second pair of another key type */
+    const char *alt_key_file;
+    const char *ciphers;       /* TLS 1.2 cipher list; NULL: built-in */
+    const char *min_version;   /* "TLSv1.2" (default) or "TLSv1.3" */
+    /* Client certificates (mutual TLS between Mailgenic hosts): when set,
+     * peers must present a certificate signed by this CA. */
+    const char *client_ca_file;
+};
+
+struct mg_tls_client_options {
+    const char *ca_file;     /* NULL: the system's trust store */
+    const char *cert_file;   /* optional client certificate */
+    const char *key_file;
+    const char *ciphers;
+    const char *min_version;
+    /* Fail the handshake when the peer cannot be verified. Without it the
+     * handshake completes and mg_tls_is_verified() tells the result
+     * (opportunistic TLS for SMTP). */
+    bool require_verification;
+};
+
+int mg_tls_context_new_server(const struct mg_tls_server_options *options,
+                              struct mg_tls_context **ctx_r, char **error_r);
+int mg_tls_context_new_client(const struct mg_tls_client_options *options,
+                              struct mg_tls_context **ctx_r, char **error_r);
+/* Server options from the [tls] settings. */
+void mg_tls_server_options_from_settings(const struct mg_settings_tls *set,
+                                         struct mg_tls_server_options *options_r);
+void mg_tls_context_ref(struct mg_tls_context *ctx);
+/* Drops a reference; accepts NULL; sets *ctx to NULL. */
+void mg_tls_context_unref(struct mg_tls_context **ctx);
+
+/* One TLS connection. */
+struct mg_tls;
+
+enum mg_tls_status {
+    MG_TLS_OK = 0,      /* progress, or nothing to do until more input */
+    MG_TLS_CLOSED = 1,  /* the peer sent close_notify */
+    MG_TLS_ERROR = -1,  /* fatal: mg_tls_error() says why */
+};
+
+/* Server side: peer_name NULL. Client side: peer_name is sent as SNI
+ * (unless it is an IP literal) and checked against the certificate. */
+struct mg_tls *mg_tls_new_server(struct mg_tls_context *ctx);
+struct mg_tls *mg_tls_new_client(struct mg_tls_context *ctx, const char *peer_name);
+void mg_tls_free(struct mg_tls **tls);
+
+/* Ciphertext received from the peer. */
+void mg_tls_feed(struct mg_tls *tls, const void *data, size_t len);
+/* Advances the handshake and appends every plaintext byte available to
+ * out. Call after each mg_tls_feed(), then send mg_tls_take_output(). */
+enum mg_tls_status mg_tls_read(struct mg_tls *tls, struct mg_buf *out);
+/* Plaintext to send. Before the handshake completes it is held back and
+ * sent once it does. */
+enum mg_tls_status mg_tls_write(struct mg_tls *tls, const void *data, size_t len);
+/* Queues close_notify. */
+void mg_tls_shutdown(struct mg_tls *tls);
+/* Moves pending ciphertext into out; returns the number of bytes. */
+size_t mg_tls_take_output(struct mg_tls *tls, struct mg_buf *out);
+/* Ciphertext bytes waiting in the engine. */
+size_t mg_tls_output_pending(const struct mg_tls *tls);
+
+bool mg_tls_is_handshake_done(const struct mg_tls *tls);
+/* The reason of the last MG_TLS_ERROR (static or internal text). */
+const char *mg_tls_error(const struct mg_tls *tls);
+/* "TLSv1.3", "TLS_AES_256_GCM_SHA384" once the handshake is done. */
+const char *mg_tls_version(const struct mg_tls *tls);
+const char *mg_tls_cipher(const struct mg_tls *tls);
+/* Whether the peer's certificate chain verified (and, for a client, its
+ * name matched); the reason otherwise. */
+bool mg_tls_is_verified(const struct mg_tls *tls);
+const char *mg_tls_verify_error(const struct mg_tls *tls);
+/* The peer certificate's subject common name, or NULL. */
+const char *mg_tls_peer_common_name(struct mg_tls *tls);
+/* Whether the session was resumed. */
+bool mg_tls_is_resumed(const struct mg_tls *tls);
+
+#endif
