@@ -12,9 +12,9 @@ int mg_privileges_lookup(const char *user, const char *group, uid_t *uid_r, gid_
 
 /* When running as root: switches to user and group for good (supplementary
  * groups: only those the user is a member of, from /etc/group), then checks
- * that root cannot be regained. user NULL or "": stay as we are (only
- * allowed when not root, e.g. in development). Not root and user named:
- * fine if we already are that user, an error otherwise. */
+ * that root cannot be regained. user NULL or "": stay as we are (for
+ * development; callers warn when that leaves them root). Not root and a
+ * user named: fine if we already are that user, an error otherwise. */
 int mg_privileges_drop(const char *user, const char *group, char **error_r);
 
 #endif
