@@ -266,6 +266,56 @@ static void test_settings_file_and_schema(void **state)
     free(dir);
 }
 
+/* Every key of the schema is documented in docs/configuration.md, under
+ * the heading of its section ("## Global" or "## [section]"). */
+static void test_settings_documented(void **state)
+{
+    (void)state;
+    char *path = testutil_source_path("docs/configuration.md");
+    char *doc = testutil_read_file(path, NULL);
+    if (doc == NULL)
+        fail_msg("cannot read %s", path);
+    char *schema = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&schema, &len);
+    mg_settings_dump_schema(f);
+    fclose(f);
+    int missing = 0;
+    for (char *line = strtok(schema, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+        char name[128];
+        if (sscanf(line, "%127s", name) != 1)
+            continue;
+        char *dot = strchr(name, '.');
+        char heading[160];
+        const char *key = name;
+        if (dot != NULL) {
+            *dot = '\0';
+            snprintf(heading, sizeof(heading), "\n## [%s]\n", name);
+            key = dot + 1;
+        } else {
+            snprintf(heading, sizeof(heading), "\n## Global\n");
+        }
+        const char *sec = strstr(doc, heading);
+        if (sec == NULL) {
+            print_error("docs/configuration.md: no section heading %s", heading + 1);
+            missing++;
+            continue;
+        }
+        const char *end = strstr(sec + strlen(heading), "\n## ");
+        char needle[140];
+        snprintf(needle, sizeof(needle), "| `%s` |", key);
+        const char *hit = strstr(sec, needle);
+        if (hit == NULL || (end != NULL && hit > end)) {
+            print_error("docs/configuration.md: key %s of %s is not documented\n", key, heading + 1);
+            missing++;
+        }
+    }
+    assert_int_equal(missing, 0);
+    free(schema);
+    free(doc);
+    free(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -276,6 +326,7 @@ int main(void)
         cmocka_unit_test(test_settings_errors),
         cmocka_unit_test(test_settings_value_parsers),
         cmocka_unit_test(test_settings_file_and_schema),
+        cmocka_unit_test(test_settings_documented),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
