@@ -48,6 +48,11 @@ void mg_userdb_close(struct mg_userdb **db);
  * service calls this periodically; mgadm at close. */
 int mg_userdb_checkpoint(struct mg_userdb *db);
 
+/* The reason for the last failure of a userdb call on this thread, for the
+ * functions without error_r (the list walks, domain_exists, checkpoint);
+ * "" when there was none. Same lifetime as *error_r texts. */
+const char *mg_userdb_last_error(void);
+
 /* --- domains --- */
 int mg_userdb_domain_add(struct mg_userdb *db, const char *domain, const char **error_r);
 /* Refuses (MG_USERDB_INVALID) while users or aliases of the domain exist. */
