@@ -66,11 +66,13 @@ static void rfc2231_classify(const char *attr, struct raw_param *rp)
         i++;
     }
     bool extended = false;
-    if (i < rp->attr_len && attr[i] == '*') {
+    if (!has_digits) {
+        extended = true; /* "name*": the star itself marks the encoding */
+    } else if (i < rp->attr_len && attr[i] == '*') {
         extended = true;
         i++;
     }
-    if (i != rp->attr_len || (!has_digits && !extended))
+    if (i != rp->attr_len)
         return; /* "a*b", "a**": an ordinary (odd) attribute name */
     rp->is_section = true;
     rp->is_extended = extended;
@@ -87,14 +89,18 @@ static unsigned int lex_params(struct mime_content_ctx *ctx, struct mime_lex *lx
 
     mg_buf_reset(&ctx->raw);
     while (lx->p < lx->end && count < MIME_CONTENT_MAX_PARAMS) {
-        if (*lx->p != ';') {
-            /* garbage: skip to the next ';' */
+        if (*lx->p == ';') {
             lx->p++;
+            if (mime_lex_skip_cfws(lx) <= 0)
+                break;
+        } else if (!mime_lex_is_token(*lx->p)) {
+            /* garbage: skip it */
+            lx->p++;
+            (void)mime_lex_skip_cfws(lx);
             continue;
         }
-        lx->p++;
-        if (mime_lex_skip_cfws(lx) <= 0)
-            break;
+        /* An attribute; the ';' before it is often missing in real mail
+         * ("multipart/mixed boundary=x"), so a "token=" counts anyway. */
         struct raw_param *rp = &rps[count];
         memset(rp, 0, sizeof(*rp));
         rp->attr_off = ctx->raw.len;

@@ -6,9 +6,10 @@
  * rules follow Dovecot's where the RFCs leave room, so that BODYSTRUCTURE
  * matches what Dovecot users see:
  *  - parameters are "; attribute = value", value a token or a quoted
- *    string; garbage is skipped up to the next ';'; "name=" gives an empty
- *    value; a value that starts with "=?" (an unquoted RFC 2047 word, as
- *    some mailers send) runs to the next ';';
+ *    string; "name=" gives an empty value; a value that starts with "=?"
+ *    (an unquoted RFC 2047 word, as some mailers send) runs to the next
+ *    ';'. Unlike Dovecot, a parameter whose ';' is missing still counts
+ *    ("multipart/mixed boundary=x"); other garbage is skipped;
  *  - RFC 2231 continuations "name*0", "name*1*", ... are merged when their
  *    numbers run 0..n-1 without gaps, otherwise each is kept as written.
  *    raw_name/raw_value keep the merged but undecoded form that Dovecot

@@ -90,20 +90,29 @@ static int find_boundary(const struct parser *p, size_t pos, bool *close_r)
     if (content_end > pos + 2 && d[content_end - 1] == '\r')
         content_end--;
     size_t size = content_end - (pos + 2);
-    /* "--boundary--": match without the closing dashes so that they are
-     * not taken for part of a longer boundary */
+    /* "--boundary--": match without the closing dashes first, so that they
+     * are not taken for part of a longer boundary (Dovecot's rule); then,
+     * for boundaries that end in "--" themselves (RFC 2046's own example
+     * "---- main boundary ----"), with them. */
     size_t find_size = size;
     if (find_size > 2 && d[content_end - 1] == '-' && d[content_end - 2] == '-')
         find_size -= 2;
 
     int best = -1;
-    for (int i = (int)p->nboundaries - 1; i >= 0; i--) {
-        const struct boundary *b = &p->boundaries[i];
-        if (b->len <= find_size && (best < 0 || b->len > p->boundaries[best].len) &&
-            memcmp(d + pos + 2, b->str, b->len) == 0) {
-            best = i;
-            if (b->len == find_size)
+    for (int pass = 0; pass < 2 && best < 0; pass++) {
+        if (pass == 1) {
+            if (find_size == size)
                 break;
+            find_size = size;
+        }
+        for (int i = (int)p->nboundaries - 1; i >= 0; i--) {
+            const struct boundary *b = &p->boundaries[i];
+            if (b->len <= find_size && (best < 0 || b->len > p->boundaries[best].len) &&
+                memcmp(d + pos + 2, b->str, b->len) == 0) {
+                best = i;
+                if (b->len == find_size)
+                    break;
+            }
         }
     }
     if (best >= 0) {
@@ -541,6 +550,19 @@ struct mime_part *mime_part_next(const struct mime_part *part)
     if (part->children != NULL)
         return part->children;
     while (part != NULL) {
+        if (part->next != NULL)
+            return part->next;
+        part = part->parent;
+    }
+    return NULL;
+}
+
+struct mime_part *mime_part_next_in(const struct mime_part *part,
+                                    const struct mime_part *top)
+{
+    if (part->children != NULL)
+        return part->children;
+    while (part != NULL && part != top) {
         if (part->next != NULL)
             return part->next;
         part = part->parent;

@@ -49,8 +49,10 @@
 
 #define MIME_PARSER_MAX_DEPTH 100
 #define MIME_PARSER_MAX_PARTS 10000
-/* Boundaries are at most 70 characters (RFC 2046); longer ones are cut. */
-#define MIME_PARSER_MAX_BOUNDARY 256
+/* Boundaries are at most 70 characters (RFC 2046); longer ones are cut to
+ * 70 + 10, as Dovecot does (which makes long boundaries that differ only
+ * after that point the same boundary). */
+#define MIME_PARSER_MAX_BOUNDARY 80
 #define MIME_PARSER_MAX_VALUE (64 * 1024)
 
 enum mime_part_flags {
@@ -113,6 +115,9 @@ struct mime_part *mime_parser_parse(struct mg_arena *arena, const char *data,
 
 /* The next part in document order (depth first), or NULL. */
 struct mime_part *mime_part_next(const struct mime_part *part);
+/* The same, without leaving the subtree of top. */
+struct mime_part *mime_part_next_in(const struct mime_part *part,
+                                    const struct mime_part *top);
 
 /* Number of parts in the tree under and including part. */
 unsigned int mime_part_count(const struct mime_part *part);
