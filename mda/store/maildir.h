@@ -1,0 +1,74 @@
+/* Maildir++ on disk: names, paths and the durable file operations.
+ *
+ * Layout of one user (INBOX at the root, folders as ".Name"):
+ *
+ *   <mail_dir>/<domain>/<local>/{cur,new,tmp}/
+ *   <mail_dir>/<domain>/<local>/.Sent/{cur,new,tmp}/ + maildirfolder
+ *   <mail_dir>/<domain>/<local>/.Archive.2026/...
+ *
+ * Every folder holds `mailgenic-uidvalidity` (its UIDVALIDITY, written
+ * once) and every message file name carries its UID, so the index can be
+ * rebuilt from the Maildir alone with UIDs intact:
+ *
+ *   <sec>.M<usec>P<pid>Q<n>.<host>,S=<size>,U=<uid>[:2,<flags>]
+ *
+ * Files are written to tmp/, fsynced, and renamed into new/ (deliveries)
+ * or cur/ (APPEND, COPY); directories are fsynced before a message is
+ * acknowledged. These functions block: call them from the thread pool. */
+#ifndef MG_MDA_STORE_MAILDIR_H
+#define MG_MDA_STORE_MAILDIR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+struct mg_buf;
+
+/* IMAP system flags as stored (and as Maildir letters). */
+enum maildir_flag {
+    MAILDIR_FLAG_SEEN = 1 << 0,     /* S */
+    MAILDIR_FLAG_ANSWERED = 1 << 1, /* R */
+    MAILDIR_FLAG_FLAGGED = 1 << 2,  /* F */
+    MAILDIR_FLAG_DELETED = 1 << 3,  /* T */
+    MAILDIR_FLAG_DRAFT = 1 << 4,    /* D */
+};
+#define MAILDIR_FLAGS_ALL 0x1f
+
+#define MAILDIR_UIDVALIDITY_FILE "mailgenic-uidvalidity"
+#define MAILDIR_BASE_MAX 200
+
+/* "<mail_dir>/<domain>/<escaped local>" for a lower-cased address. */
+char *maildir_user_root(const char *mail_dir, const char *address);
+/* The folder directory of an on-disk folder name ("" for INBOX). */
+char *maildir_folder_path(const char *user_root, const char *disk_name);
+
+/* A new unique base name (without size and UID) for a file in tmp/. */
+void maildir_new_base(char out[MAILDIR_BASE_MAX]);
+/* The final base: base ",S=<size>,U=<uid>". */
+void maildir_final_base(char out[MAILDIR_BASE_MAX], const char *base, uint64_t size,
+                        uint32_t uid);
+/* "cur/<base>:2,<flags>" or "new/<base>", relative to the folder. */
+void maildir_file_rel(char *out, size_t size, const char *base, bool in_new, unsigned flags);
+/* Parses ",U=<uid>" and ",S=<size>" out of a file name (any directory);
+ * *base_len_r is the length of the base (up to ":2,"). Returns 0, or -1
+ * when the name carries no UID. */
+int maildir_parse_name(const char *name, uint32_t *uid_r, uint64_t *size_r,
+                       size_t *base_len_r, unsigned *flags_r);
+/* Maildir letters for flags, in ASCII order, NUL-terminated. */
+void maildir_flags_letters(unsigned flags, char out[8]);
+
+/* Creates the folder's cur/new/tmp (and maildirfolder for non-INBOX), and
+ * its UIDVALIDITY file when missing; fsyncs what it created. Returns 0 or
+ * -errno. */
+int maildir_folder_create(const char *folder_path, bool is_inbox, uint32_t uidvalidity);
+/* Reads the folder's UIDVALIDITY (0 when missing or unreadable). */
+uint32_t maildir_folder_uidvalidity(const char *folder_path);
+
+/* Writes data to tmp/<base> and fsyncs it. Returns 0 or -errno. */
+int maildir_write_tmp(const char *folder_path, const char *base, const struct mg_buf *parts,
+                      size_t n_parts);
+/* fsync of a directory. */
+int maildir_fsync_dir(const char *path);
+
+#endif
