@@ -228,28 +228,33 @@ int imap_section_parse(struct mg_arena *arena, const char *spec, size_t len,
     return 0;
 }
 
-/* Finds the part a part number path points to (Dovecot's rules). */
+/* Finds the part a part number path points to. A non-multipart message
+ * (the message itself or an encapsulated one) has only part 1, its body;
+ * a number after a message part goes into the encapsulated message. A leaf
+ * inside a multipart has no parts (Dovecot lets "1.1" mean "1" there). */
 static const struct mime_part *find_part(const struct mime_part *root,
                                          const uint32_t *parts,
                                          unsigned int count)
 {
     const struct mime_part *part = root;
+    bool message_level = true;
 
-    for (unsigned int i = 0; i < count && part != NULL; i++) {
+    for (unsigned int i = 0; i < count; i++) {
         uint32_t num = parts[i];
         if ((part->flags & MIME_PART_FLAG_MULTIPART) != 0) {
             part = part->children;
             for (; num > 1 && part != NULL; num--)
                 part = part->next;
-        } else if (num != 1) {
-            part = NULL;
-        } else if (i + 1 < count && (part->flags & MIME_PART_FLAG_MESSAGE) == 0) {
-            /* only a message part has parts below part 1 */
-            part = NULL;
+            if (part == NULL)
+                return NULL;
+        } else if (!message_level || num != 1) {
+            return NULL;
         }
-        if (part != NULL && i + 1 < count &&
-            (part->flags & MIME_PART_FLAG_MESSAGE) != 0)
+        message_level = false;
+        if (i + 1 < count && (part->flags & MIME_PART_FLAG_MESSAGE) != 0) {
             part = part->children;
+            message_level = true;
+        }
     }
     return part;
 }

@@ -2,9 +2,11 @@
  * and extraction of the bytes from a parsed message.
  *
  * Part numbers work as in RFC 3501 and Dovecot: the parts of a multipart
- * are numbered from 1; a non-multipart part has only part 1, itself; a
- * number after a message/rfc822 (or message/global) part descends into the
- * encapsulated message. HEADER, HEADER.FIELDS[.NOT] and TEXT after a part
+ * are numbered from 1; a non-multipart message (the message itself or an
+ * encapsulated one) has only part 1, its body; a number after a
+ * message/rfc822 (or message/global) part descends into the encapsulated
+ * message. A leaf inside a multipart has no part numbers below it (Dovecot
+ * lets "1.1" mean "1" there; RFC 3501 does not). HEADER, HEADER.FIELDS[.NOT] and TEXT after a part
  * number need a message part and refer to the encapsulated message; MIME
  * is the MIME header of the part itself (for part 1 of a non-multipart
  * message: the message header).

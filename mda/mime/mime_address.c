@@ -279,9 +279,16 @@ struct mime_address *mime_address_parse(struct mg_arena *arena,
     if (mime_lex_skip_cfws(&ap.lx) > 0) {
         /* address-list = (address *("," address)) / obs-addr-list */
         while (ap.count < MIME_ADDRESS_MAX) {
+            struct mime_address *before = ap.last;
             int ret = parse_address(&ap);
             if (ret == 0)
                 break;
+            if (!at_end(&ap) && *ap.lx.p != ',' && ap.last != before &&
+                ap.last->mailbox == NULL && ap.last->domain == NULL) {
+                /* "g1: a;  g2: b;" - a group ends clearly at its ';', so
+                 * a missing ',' after it is tolerated */
+                continue;
+            }
             if (at_end(&ap) || *ap.lx.p != ',')
                 break;
             ap.lx.p++;

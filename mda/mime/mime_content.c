@@ -133,7 +133,15 @@ static unsigned int lex_params(struct mime_content_ctx *ctx, struct mime_lex *lx
             mg_buf_append(&ctx->raw, start, (size_t)(e - start));
             (void)mime_lex_skip_cfws(lx);
         } else {
-            (void)mime_lex_token(lx, &ctx->raw);
+            /* A token; tspecials such as ':' or '/' are accepted too
+             * (boundary=gc0pJq0M:08jU534c0p, unquoted in much real mail):
+             * only what cannot be part of a value ends it. */
+            const unsigned char *start = lx->p;
+            while (lx->p < lx->end && *lx->p > ' ' && *lx->p != 0x7f &&
+                   strchr(";\"()\\", *lx->p) == NULL)
+                lx->p++;
+            mg_buf_append(&ctx->raw, start, (size_t)(lx->p - start));
+            (void)mime_lex_skip_cfws(lx);
         }
         rp->value_len = ctx->raw.len - rp->value_off;
         count++;
@@ -298,6 +306,22 @@ static void merge_sections(struct mime_content_ctx *ctx, struct raw_param *rps,
                     p->language = mime_content_strdup(ctx->arena, q1 + 1, (size_t)(q2 - q1 - 1));
                 vlen -= (size_t)(q2 + 1 - v);
                 v = q2 + 1;
+            }
+        }
+        if (i > 0 && sec[i]->is_extended && charset[0] != '\0') {
+            /* Some mailers repeat "charset'" (and "lang'") in every
+             * section; RFC 2231 has it in the first one only. */
+            size_t clen = strlen(charset);
+            if (vlen > clen && v[clen] == '\'' && ascii_caseeq(v, charset, clen)) {
+                size_t skip = clen + 1, k = skip;
+                while (k < vlen && k - skip <= 16 &&
+                       ((v[k] >= 'a' && v[k] <= 'z') || (v[k] >= 'A' && v[k] <= 'Z') ||
+                        (v[k] >= '0' && v[k] <= '9') || v[k] == '-'))
+                    k++;
+                if (k < vlen && v[k] == '\'')
+                    skip = k + 1; /* and the "lang'" */
+                v += skip;
+                vlen -= skip;
             }
         }
         if (sec[i]->is_extended)
