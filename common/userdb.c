@@ -321,7 +321,8 @@ static int userdb_reopen(struct mg_userdb *db, uint64_t generation)
     clock_gettime(CLOCK_REALTIME, &deadline);
     deadline.tv_sec += USERDB_REOPEN_WAIT_S;
     if (pthread_rwlock_timedwrlock(&db->lock, &deadline) != 0)
-        return userdb_fail(MG_USERDB_ERROR, "user directory %s needs recovery but is busy", db->path);
+        return userdb_fail(MG_USERDB_ERROR, "user directory %s needs recovery but is busy",
+                           db->path);
     int ret = 0;
     if (db->generation == generation) {
         mg_log_warning("userdb", "reopening the user directory after a failure: path=%s", db->path);
@@ -489,7 +490,8 @@ static int userdb_get(DB *dbp, DB_TXN *txn, const void *key, size_t key_len, uin
     return dbp->get(dbp, txn, &k, data_r, flags);
 }
 
-static int userdb_domain_check(struct mg_userdb *db, DB_TXN *txn, const char *domain, bool *is_local_r)
+static int userdb_domain_check(struct mg_userdb *db, DB_TXN *txn, const char *domain,
+                               bool *is_local_r)
 {
     DBT data;
     int ret = userdb_get(db->domains, txn, domain, strlen(domain), 0, &data);

@@ -45,7 +45,12 @@ int mg_userdb_open(const char *path, unsigned flags, struct mg_userdb **db_r,
 /* Checkpoints and closes; accepts NULL and *db == NULL; sets *db to NULL. */
 void mg_userdb_close(struct mg_userdb **db);
 /* Writes a checkpoint and removes log files no longer needed. The auth
- * service calls this periodically; mgadm at close. */
+ * service calls this periodically; mgadm at close.
+ * It also cleans up after another process that died inside the directory
+ * (BDB failchk: its locks are released, its transaction rolled back, or
+ * the handles reopened with recovery), which frees threads waiting for
+ * its locks: call it every few seconds, from a thread that is not itself
+ * inside a userdb call. A handle must not be used across fork(). */
 int mg_userdb_checkpoint(struct mg_userdb *db);
 
 /* The reason for the last failure of a userdb call on this thread, for the

@@ -68,7 +68,8 @@ static void print_object_usage(FILE *out, const char *object, const struct mgadm
             cmds[0].verb != NULL ? " <verb> [arguments]" : " [arguments]");
     for (const struct mgadm_cmd *cmd = cmds; cmd->object != NULL; cmd++)
         print_cmd_line(out, cmd);
-    fprintf(out, "\nmgadm %s%s --help describes each.\n", object, cmds[0].verb != NULL ? " VERB" : "");
+    fprintf(out, "\nmgadm %s%s --help describes each.\n", object,
+            cmds[0].verb != NULL ? " VERB" : "");
 }
 
 static void print_cmd_usage(FILE *out, const struct mgadm_cmd *cmd)
@@ -110,9 +111,11 @@ static int parse_args(struct mgadm *ctx, int argc, char **argv)
             if (value == NULL)
                 return mgadm_usage_error(cmd, "--quota needs a SIZE");
             if (mgadm_size_parse(value, &ctx->quota_bytes) < 0)
-                return mgadm_usage_error(cmd, "bad SIZE '%s' (e.g. 500M, 2G, 0 for unlimited)", value);
+                return mgadm_usage_error(cmd, "bad SIZE '%s' (e.g. 500M, 2G, 0 for unlimited)",
+                                         value);
             ctx->has_quota = true;
-        } else if ((cmd->options & MGADM_OPT_PASSWORD_STDIN) && strcmp(arg, "--password-stdin") == 0) {
+        } else if ((cmd->options & MGADM_OPT_PASSWORD_STDIN) &&
+                   strcmp(arg, "--password-stdin") == 0) {
             ctx->is_password_stdin = true;
         } else {
             return mgadm_usage_error(cmd, "unknown option '%s'", arg);

@@ -269,7 +269,8 @@ static void test_userdb_users(void **state)
     must_add_domain(f->db, "example.test");
 
     time_t before = time(NULL);
-    assert_int_equal(mg_userdb_user_add(f->db, "Alice.Smith@EXAMPLE.test", HASH, 1 << 20, &error), 0);
+    assert_int_equal(mg_userdb_user_add(f->db, "Alice.Smith@EXAMPLE.test", HASH, 1 << 20, &error),
+                     0);
     struct mg_user u;
     assert_int_equal(mg_userdb_user_get(f->db, "alice.smith@example.TEST", &u, &error), 0);
     assert_string_equal(u.address, "Alice.Smith@example.test"); /* case kept, domain lowered */
@@ -286,7 +287,8 @@ static void test_userdb_users(void **state)
                      MG_USERDB_EXISTS);
     assert_string_equal(error, "user exists: ALICE.SMITH@example.test");
     /* Unknown domain, malformed address, bad hash. */
-    assert_int_equal(mg_userdb_user_add(f->db, "bob@example.org", HASH, 0, &error), MG_USERDB_INVALID);
+    assert_int_equal(mg_userdb_user_add(f->db, "bob@example.org", HASH, 0, &error),
+                     MG_USERDB_INVALID);
     assert_string_equal(error, "unknown domain: example.org");
     static const char *const malformed[] = {
         "bob", "@example.test", "bob@", "bob@@example.test", "bo b@example.test",
@@ -296,14 +298,19 @@ static void test_userdb_users(void **state)
     };
     for (size_t i = 0; i < sizeof(malformed) / sizeof(malformed[0]); i++) {
         error = NULL;
-        assert_int_equal(mg_userdb_user_add(f->db, malformed[i], HASH, 0, &error), MG_USERDB_INVALID);
+        assert_int_equal(mg_userdb_user_add(f->db, malformed[i], HASH, 0, &error),
+                         MG_USERDB_INVALID);
         assert_error_contains(error, "malformed address");
         assert_int_equal(mg_userdb_user_get(f->db, malformed[i], &u, &error), MG_USERDB_INVALID);
     }
-    assert_int_equal(mg_userdb_user_add(f->db, "bob@example.test", "", 0, &error), MG_USERDB_INVALID);
-    assert_int_equal(mg_userdb_user_add(f->db, "bob@example.test", "a b", 0, &error), MG_USERDB_INVALID);
-    assert_int_equal(mg_userdb_user_add(f->db, "bob@example.test", NULL, 0, &error), MG_USERDB_INVALID);
-    assert_int_equal(mg_userdb_user_get(f->db, "bob@example.test", &u, &error), MG_USERDB_NOT_FOUND);
+    assert_int_equal(mg_userdb_user_add(f->db, "bob@example.test", "", 0, &error),
+                     MG_USERDB_INVALID);
+    assert_int_equal(mg_userdb_user_add(f->db, "bob@example.test", "a b", 0, &error),
+                     MG_USERDB_INVALID);
+    assert_int_equal(mg_userdb_user_add(f->db, "bob@example.test", NULL, 0, &error),
+                     MG_USERDB_INVALID);
+    assert_int_equal(mg_userdb_user_get(f->db, "bob@example.test", &u, &error),
+                     MG_USERDB_NOT_FOUND);
     assert_string_equal(error, "unknown user: bob@example.test");
 
     /* Non-ASCII local parts (SMTPUTF8): stored as given, ASCII letters
@@ -314,16 +321,19 @@ static void test_userdb_users(void **state)
     mg_user_clear(&u);
 
     /* Changes. */
-    assert_int_equal(mg_userdb_user_set_enabled(f->db, "ALICE.smith@example.test", false, &error), 0);
+    assert_int_equal(mg_userdb_user_set_enabled(f->db, "ALICE.smith@example.test", false, &error),
+                     0);
     assert_int_equal(mg_userdb_user_set_quota(f->db, "alice.smith@example.test", 5000, &error), 0);
-    assert_int_equal(mg_userdb_user_set_password(f->db, "alice.smith@example.test", "$6$x$y", &error), 0);
+    assert_int_equal(
+        mg_userdb_user_set_password(f->db, "alice.smith@example.test", "$6$x$y", &error), 0);
     assert_int_equal(mg_userdb_user_get(f->db, "alice.smith@example.test", &u, &error), 0);
     assert_false(u.is_enabled);
     assert_int_equal(u.quota_bytes, 5000);
     assert_string_equal(u.password_hash, "$6$x$y");
     assert_string_equal(u.address, "Alice.Smith@example.test");
     mg_user_clear(&u);
-    assert_int_equal(mg_userdb_user_set_enabled(f->db, "alice.smith@example.test", true, &error), 0);
+    assert_int_equal(mg_userdb_user_set_enabled(f->db, "alice.smith@example.test", true, &error),
+                     0);
     assert_int_equal(mg_userdb_user_set_password(f->db, "alice.smith@example.test", "", &error),
                      MG_USERDB_INVALID);
     assert_int_equal(mg_userdb_user_set_enabled(f->db, "nobody@example.test", true, &error),
@@ -380,7 +390,8 @@ static void test_userdb_user_list(void **state)
     free(e);
 
     struct collect c = { MG_BUF_INIT, 0, 0 };
-    assert_int_equal(mg_userdb_user_list(f->db, "unknown.test", collect_user, &c), MG_USERDB_NOT_FOUND);
+    assert_int_equal(mg_userdb_user_list(f->db, "unknown.test", collect_user, &c),
+                     MG_USERDB_NOT_FOUND);
     assert_error_contains(mg_userdb_last_error(), "unknown domain: unknown.test");
     assert_int_equal(mg_userdb_user_list(f->db, "bad..test", collect_user, &c), MG_USERDB_INVALID);
     assert_int_equal(c.n, 0);
@@ -403,17 +414,21 @@ static void test_userdb_aliases(void **state)
     must_add_alias(f->db, "Sales@Example.test", "alice@EXAMPLE.test", "Bob@Remote.ORG", NULL);
     must_add_alias(f->db, "@other.test", "alice@example.test", NULL, NULL);
     must_add_alias(f->db, "info@other.test", "\"alice\"@example.test", NULL, NULL);
-    assert_int_equal(mg_userdb_alias_add(f->db, "SALES@example.test",
-                                         (const char *[]){ "x@y.test" }, 1, &error), MG_USERDB_EXISTS);
+    assert_int_equal(
+        mg_userdb_alias_add(f->db, "SALES@example.test", (const char *[]){ "x@y.test" }, 1, &error),
+        MG_USERDB_EXISTS);
     assert_string_equal(error, "alias exists: SALES@example.test");
-    assert_int_equal(mg_userdb_alias_add(f->db, "@OTHER.test",
-                                         (const char *[]){ "x@y.test" }, 1, &error), MG_USERDB_EXISTS);
+    assert_int_equal(
+        mg_userdb_alias_add(f->db, "@OTHER.test", (const char *[]){ "x@y.test" }, 1, &error),
+        MG_USERDB_EXISTS);
     assert_string_equal(error, "alias exists: @other.test");
-    assert_int_equal(mg_userdb_alias_add(f->db, "a@unknown.test",
-                                         (const char *[]){ "x@y.test" }, 1, &error), MG_USERDB_INVALID);
+    assert_int_equal(
+        mg_userdb_alias_add(f->db, "a@unknown.test", (const char *[]){ "x@y.test" }, 1, &error),
+        MG_USERDB_INVALID);
     assert_string_equal(error, "unknown domain: unknown.test");
-    assert_int_equal(mg_userdb_alias_add(f->db, "@unknown.test",
-                                         (const char *[]){ "x@y.test" }, 1, &error), MG_USERDB_INVALID);
+    assert_int_equal(
+        mg_userdb_alias_add(f->db, "@unknown.test", (const char *[]){ "x@y.test" }, 1, &error),
+        MG_USERDB_INVALID);
     assert_int_equal(mg_userdb_alias_add(f->db, "b@example.test",
                                          (const char *[]){ "x@y.test", "no-domain" }, 2, &error),
                      MG_USERDB_INVALID);
@@ -421,16 +436,20 @@ static void test_userdb_aliases(void **state)
     assert_int_equal(mg_userdb_alias_add(f->db, "b@example.test",
                                          (const char *[]){ "@example.test" }, 1, &error),
                      MG_USERDB_INVALID);
-    assert_int_equal(mg_userdb_alias_add(f->db, "b@example.test", NULL, 0, &error), MG_USERDB_INVALID);
-    assert_int_equal(mg_userdb_alias_add(f->db, "b@@example.test",
-                                         (const char *[]){ "x@y.test" }, 1, &error), MG_USERDB_INVALID);
-    assert_int_equal(mg_userdb_alias_add(f->db, "@bad..test",
-                                         (const char *[]){ "x@y.test" }, 1, &error), MG_USERDB_INVALID);
+    assert_int_equal(mg_userdb_alias_add(f->db, "b@example.test", NULL, 0, &error),
+                     MG_USERDB_INVALID);
+    assert_int_equal(
+        mg_userdb_alias_add(f->db, "b@@example.test", (const char *[]){ "x@y.test" }, 1, &error),
+        MG_USERDB_INVALID);
+    assert_int_equal(
+        mg_userdb_alias_add(f->db, "@bad..test", (const char *[]){ "x@y.test" }, 1, &error),
+        MG_USERDB_INVALID);
     const char **many = mg_calloc(MG_USERDB_ALIAS_TARGETS_MAX + 1, sizeof(*many));
     for (size_t i = 0; i <= MG_USERDB_ALIAS_TARGETS_MAX; i++)
         many[i] = "someone@remote.test";
     assert_int_equal(mg_userdb_alias_add(f->db, "many@example.test", many,
-                                         MG_USERDB_ALIAS_TARGETS_MAX + 1, &error), MG_USERDB_INVALID);
+                                         MG_USERDB_ALIAS_TARGETS_MAX + 1, &error),
+                     MG_USERDB_INVALID);
     assert_int_equal(mg_userdb_alias_add(f->db, "many@example.test", many,
                                          MG_USERDB_ALIAS_TARGETS_MAX, &error), 0);
     free(many);
@@ -446,7 +465,8 @@ static void test_userdb_aliases(void **state)
     assert_int_equal(mg_userdb_alias_list(f->db, "other.test", collect_alias, &c), 0);
     assert_string_equal(mg_buf_cstr(&c.text),
                         "@other.test: alice@example.test\ninfo@other.test: alice@example.test\n");
-    assert_int_equal(mg_userdb_alias_list(f->db, "nope.test", collect_alias, &c), MG_USERDB_NOT_FOUND);
+    assert_int_equal(mg_userdb_alias_list(f->db, "nope.test", collect_alias, &c),
+                     MG_USERDB_NOT_FOUND);
     c.n = 0;
     c.stop_after = 1;
     assert_int_equal(mg_userdb_alias_list(f->db, NULL, collect_alias, &c), 44);
@@ -547,7 +567,8 @@ static void check_resolve(struct mg_userdb *db, const struct resolve_case *rc)
         }
     }
     if (strcmp(mg_buf_cstr(&got), rc->targets) != 0)
-        fail_msg("resolve %s: got \"%s\", expected \"%s\"", rc->address, mg_buf_cstr(&got), rc->targets);
+        fail_msg("resolve %s: got \"%s\", expected \"%s\"", rc->address, mg_buf_cstr(&got),
+                 rc->targets);
     mg_buf_free(&got);
     mg_userdb_resolution_clear(&res);
     assert_null(res.targets);
@@ -576,7 +597,8 @@ static void test_userdb_resolve(void **state)
         { "sales+q3@ex.test", "+", 0, "Alice@ex.test Boss@remote.example:remote" },
         /* aliases: remote targets, nesting, duplicates dropped */
         { "sales@ex.test", "+", 0, "Alice@ex.test Boss@remote.example:remote" },
-        { "team@ex.test", "+", 0, "carol@ex.test:disabled Alice@ex.test Boss@remote.example:remote" },
+        { "team@ex.test", "+", 0,
+          "carol@ex.test:disabled Alice@ex.test Boss@remote.example:remote" },
         { "list@ex.test", "+", 0, "bob@ex.test" },
         /* loops are cut; what else the alias names still arrives */
         { "loop1@ex.test", "+", MG_USERDB_NOT_FOUND, NULL },
@@ -606,9 +628,11 @@ static void test_userdb_resolve(void **state)
 
     struct mg_userdb_resolution res;
     const char *error;
-    assert_int_equal(mg_userdb_resolve(f->db, "nobody@ex.test", "+", &res, &error), MG_USERDB_NOT_FOUND);
+    assert_int_equal(mg_userdb_resolve(f->db, "nobody@ex.test", "+", &res, &error),
+                     MG_USERDB_NOT_FOUND);
     assert_string_equal(error, "unknown address: nobody@ex.test");
-    assert_int_equal(mg_userdb_resolve(f->db, "x@remote.example", "+", &res, &error), MG_USERDB_NOT_LOCAL);
+    assert_int_equal(mg_userdb_resolve(f->db, "x@remote.example", "+", &res, &error),
+                     MG_USERDB_NOT_LOCAL);
     assert_string_equal(error, "not a local domain: remote.example");
 
     assert_int_equal(mg_userdb_resolve(f->db, "bob+x@ex.test", "+", &res, &error), 0);
@@ -645,7 +669,8 @@ static void test_userdb_resolve_limits(void **state)
     assert_int_equal(mg_userdb_resolve(f->db, "same@ex.test", "+", &res, &error), 0);
     assert_int_equal(res.n_targets, MG_USERDB_RESOLVE_MAX);
     mg_userdb_resolution_clear(&res);
-    assert_int_equal(mg_userdb_resolve(f->db, "bigger@ex.test", "+", &res, &error), MG_USERDB_INVALID);
+    assert_int_equal(mg_userdb_resolve(f->db, "bigger@ex.test", "+", &res, &error),
+                     MG_USERDB_INVALID);
     assert_error_contains(error, "more than 1000");
     assert_null(res.targets);
     for (int i = 0; i < MG_USERDB_ALIAS_TARGETS_MAX; i++)
@@ -738,21 +763,25 @@ static void test_userdb_damaged_records(void **state)
     assert_null(u.address);
     assert_int_equal(mg_userdb_user_get(f->db, "moved@ex.test", &u, &error), MG_USERDB_ERROR);
     assert_error_contains(error, "does not match its key");
-    assert_int_equal(mg_userdb_user_list(f->db, NULL, collect_user, &(struct collect){ MG_BUF_INIT, 0, 0 }),
-                     MG_USERDB_ERROR);
+    assert_int_equal(
+        mg_userdb_user_list(f->db, NULL, collect_user, &(struct collect){ MG_BUF_INIT, 0, 0 }),
+        MG_USERDB_ERROR);
     assert_error_contains(mg_userdb_last_error(), "damaged user record");
 
     struct mg_userdb_resolution res;
-    assert_int_equal(mg_userdb_resolve(f->db, "broken@ex.test", "+", &res, &error), MG_USERDB_ERROR);
+    assert_int_equal(mg_userdb_resolve(f->db, "broken@ex.test", "+", &res, &error),
+                     MG_USERDB_ERROR);
     assert_error_contains(error, "damaged alias record broken@ex.test");
     assert_int_equal(mg_userdb_resolve(f->db, "bad@ex.test", "+", &res, &error), MG_USERDB_ERROR);
-    assert_int_equal(mg_userdb_alias_list(f->db, NULL, collect_alias, &(struct collect){ MG_BUF_INIT, 0, 0 }),
-                     MG_USERDB_ERROR);
+    assert_int_equal(
+        mg_userdb_alias_list(f->db, NULL, collect_alias, &(struct collect){ MG_BUF_INIT, 0, 0 }),
+        MG_USERDB_ERROR);
     assert_true(mg_userdb_domain_exists(f->db, "damaged.test") < 0);
     assert_error_contains(mg_userdb_last_error(), "damaged domain record");
     assert_int_equal(mg_userdb_user_add(f->db, "x@damaged.test", HASH, 0, &error), MG_USERDB_ERROR);
-    assert_int_equal(mg_userdb_domain_list(f->db, collect_domain, &(struct collect){ MG_BUF_INIT, 0, 0 }),
-                     MG_USERDB_ERROR);
+    assert_int_equal(
+        mg_userdb_domain_list(f->db, collect_domain, &(struct collect){ MG_BUF_INIT, 0, 0 }),
+        MG_USERDB_ERROR);
 
     /* Everything else still works, and damaged records can be removed. */
     assert_int_equal(mg_userdb_user_get(f->db, "alice@ex.test", &u, &error), 0);
@@ -1040,7 +1069,8 @@ static void test_userdb_crash_mid_transaction(void **state)
     struct mg_user u;
     assert_int_equal(mg_userdb_user_get(f->db, "committed@ex.test", &u, &error), 0);
     mg_user_clear(&u);
-    assert_int_equal(mg_userdb_user_get(f->db, "uncommitted@ex.test", &u, &error), MG_USERDB_NOT_FOUND);
+    assert_int_equal(mg_userdb_user_get(f->db, "uncommitted@ex.test", &u, &error),
+                     MG_USERDB_NOT_FOUND);
     assert_int_equal(count_users(f->db), 1);
     must_add_user(f->db, "after@ex.test");
     must_add_user(f->db, "uncommitted@ex.test");
@@ -1143,7 +1173,8 @@ static void test_userdb_dead_lock_holder(void **state)
     assert_int_equal(pthread_join(t, NULL), 0);
     assert_int_equal(bg.ret, 0);
     struct mg_user u;
-    assert_int_equal(mg_userdb_user_get(f->db, "uncommitted@ex.test", &u, &error), MG_USERDB_NOT_FOUND);
+    assert_int_equal(mg_userdb_user_get(f->db, "uncommitted@ex.test", &u, &error),
+                     MG_USERDB_NOT_FOUND);
     must_add_user(f->db, "after@ex.test");
     assert_int_equal(count_users(f->db), 2);
     alarm(0);
@@ -1179,7 +1210,8 @@ static void test_userdb_reopen_after_recovery(void **state)
     struct mg_user u;
     assert_int_equal(mg_userdb_user_get(f->db, "committed@ex.test", &u, &error), 0);
     mg_user_clear(&u);
-    assert_int_equal(mg_userdb_user_get(f->db, "uncommitted@ex.test", &u, &error), MG_USERDB_NOT_FOUND);
+    assert_int_equal(mg_userdb_user_get(f->db, "uncommitted@ex.test", &u, &error),
+                     MG_USERDB_NOT_FOUND);
     must_add_user(f->db, "after@ex.test");
     assert_int_equal(count_users(f->db), 2);
     assert_int_equal(mg_userdb_checkpoint(f->db), 0);
