@@ -71,8 +71,11 @@ void imap_envelope_write(struct mg_buf *out, const char *data,
 
     mime_header_iter_init(&iter, data, msg->header_start, msg->header_end);
     while (mime_header_iter_next(&iter, &f)) {
+        if (f.name_len < 2 || f.name_len > 11)
+            continue;
         for (int i = 0; i < ENV_COUNT; i++) {
-            if (!seen[i] && mime_header_field_is(&f, env_names[i])) {
+            if (!seen[i] && strlen(env_names[i]) == f.name_len &&
+                mime_header_field_is(&f, env_names[i])) {
                 fields[i] = f;
                 seen[i] = true;
                 break;

@@ -17,11 +17,31 @@ static void append_literal(struct mg_buf *out, const char *s, size_t len)
     }
 }
 
+/* Bytes that need a look when quoting: CR, LF, NUL, '"', '\\', 8-bit. */
+static bool needs_care(unsigned char c)
+{
+    return c >= 0x80 || c == '"' || c == '\\' || c == '\r' || c == '\n' || c == '\0';
+}
+
 void imap_quote_append_string(struct mg_buf *out, const char *s, size_t len)
 {
     unsigned int escapes = 0;
+    size_t i = 0;
 
-    for (size_t i = 0; i < len; i++) {
+    /* the common case: plain text, copied as one quoted block */
+    while (i < len && !needs_care((unsigned char)s[i]))
+        i++;
+    if (i == len) {
+        mg_buf_reserve(out, len + 2);
+        out->data[out->len++] = '"';
+        if (len > 0)
+            memcpy(out->data + out->len, s, len);
+        out->len += len;
+        out->data[out->len++] = '"';
+        out->data[out->len] = '\0';
+        return;
+    }
+    for (; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c == '"' || c == '\\') {
             if (++escapes > QUOTED_MAX_ESCAPES) {
@@ -35,10 +55,10 @@ void imap_quote_append_string(struct mg_buf *out, const char *s, size_t len)
     }
     mg_buf_reserve(out, len + escapes + 2);
     out->data[out->len++] = '"';
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == '"' || s[i] == '\\')
+    for (size_t k = 0; k < len; k++) {
+        if (s[k] == '"' || s[k] == '\\')
             out->data[out->len++] = '\\';
-        out->data[out->len++] = s[i];
+        out->data[out->len++] = s[k];
     }
     out->data[out->len++] = '"';
     out->data[out->len] = '\0';

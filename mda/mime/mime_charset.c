@@ -14,6 +14,8 @@ void mime_charset_utf8_sanitize(const char *in, size_t len, struct mg_buf *out)
     size_t i = 0, run = 0;
 
     mg_buf_reserve(out, len);
+    if (len == 0)
+        return; /* in may be NULL then */
     while (i < len) {
         if ((unsigned char)in[i] < 0x80) {
             i++;
@@ -136,6 +138,10 @@ static bool iconv_to_utf8(const char *charset, const char *in, size_t len,
 bool mime_charset_to_utf8(const char *charset, const char *in, size_t len,
                           struct mg_buf *out)
 {
+    if (len == 0) {
+        mg_buf_reserve(out, 0);
+        return true; /* in may be NULL then */
+    }
     if (mime_charset_is_utf8(charset)) {
         mime_charset_utf8_sanitize(in, len, out);
         return true;

@@ -18,7 +18,8 @@
 #define MIME_CHARSET_NAME_MAX 64
 
 /* Appends in[0..len) converted from charset (NULL: UTF-8) to out. Returns
- * false when the charset was unknown (the text was then read as UTF-8). */
+ * false when the charset was unknown (the text was then read as UTF-8);
+ * empty input is not looked at and gives true. */
 bool mime_charset_to_utf8(const char *charset, const char *in, size_t len,
                           struct mg_buf *out);
 

@@ -203,7 +203,8 @@ static enum field_kind field_kind(const struct mime_header_field *f)
     if (f->name_len < 10 || (c != 'c' && c != 'm'))
         return FIELD_COUNT;
     for (int k = 0; k < FIELD_COUNT; k++) {
-        if (mime_header_field_is(f, field_names[k]))
+        if (strlen(field_names[k]) == f->name_len &&
+            mime_header_field_is(f, field_names[k]))
             return (enum field_kind)k;
     }
     return FIELD_COUNT;
