@@ -81,6 +81,24 @@ static const char *log_id(const struct smtp_client *client)
 
 /* ---- plumbing ---- */
 
+static const char *const state_names[] = {
+    [CLIENT_GREETING] = "greeting", [CLIENT_EHLO] = "ehlo",       [CLIENT_HELO] = "helo",
+    [CLIENT_STARTTLS] = "starttls", [CLIENT_TLS] = "tls",         [CLIENT_AUTH] = "auth",
+    [CLIENT_READY] = "ready",       [CLIENT_ENVELOPE] = "envelope", [CLIENT_CONTENT] = "content",
+    [CLIENT_DATA_END] = "data-end", [CLIENT_RSET] = "rset",       [CLIENT_QUIT] = "quit",
+    [CLIENT_CLOSED] = "closed",
+};
+
+/* The only place the state changes. */
+static void client_set_state(struct smtp_client *client, enum client_state state)
+{
+    if (client->state == state)
+        return;
+    mg_log_debug("smtp-client", "state session=%s old=%s new=%s", log_id(client),
+                 state_names[client->state], state_names[state]);
+    client->state = state;
+}
+
 static void client_write(struct smtp_client *client)
 {
     if (!client->is_io_closed && client->out.len > 0)
@@ -100,7 +118,7 @@ static void client_write_secret(struct smtp_client *client)
 
 static void client_close(struct smtp_client *client)
 {
-    client->state = CLIENT_CLOSED;
+    client_set_state(client, CLIENT_CLOSED);
     if (!client->is_io_closed) {
         client->is_io_closed = true;
         client->io->close(client->io_ctx);
@@ -166,7 +184,7 @@ struct smtp_client *smtp_client_new(const struct smtp_client_settings *settings,
     client->cb = cb;
     client->ctx = ctx;
     client->is_tls = settings->is_tls;
-    client->state = CLIENT_GREETING;
+    /* state is CLIENT_GREETING (0) from calloc */
     client->arena = mg_arena_new(0);
     smtp_reply_parser_init(&client->parser, settings->max_reply_length);
     return client;
@@ -179,7 +197,7 @@ void smtp_client_free(struct smtp_client **clientp)
         return;
     *clientp = NULL;
     client->is_io_closed = true;
-    client->state = CLIENT_CLOSED;
+    client_set_state(client, CLIENT_CLOSED);
     if (client->busy > 0)
         client->is_free_requested = true;
     else
@@ -270,7 +288,7 @@ static void parse_ehlo(struct smtp_client *client, const char *text)
 
 static void client_ready(struct smtp_client *client)
 {
-    client->state = CLIENT_READY;
+    client_set_state(client, CLIENT_READY);
     client->is_ready = true;
     client->cb->ready(client, NULL, NULL, client->ctx);
 }
@@ -284,7 +302,7 @@ static void start_auth(struct smtp_client *client)
     const char *user = client->set.auth_user;
     const char *pass = client->set.auth_password != NULL ? client->set.auth_password : "";
     client->auth_step = 0;
-    client->state = CLIENT_AUTH;
+    client_set_state(client, CLIENT_AUTH);
     if (client->ext & SMTP_EXT_AUTH_PLAIN) {
         client->is_auth_login = false;
         size_t ulen = strlen(user), plen = strlen(pass);
@@ -317,7 +335,7 @@ static void after_hello(struct smtp_client *client)
     if (!client->is_tls && want_tls && (client->ext & SMTP_EXT_STARTTLS)) {
         mg_buf_append_str(&client->out, "STARTTLS\r\n");
         client_write(client);
-        client->state = CLIENT_STARTTLS;
+        client_set_state(client, CLIENT_STARTTLS);
     } else if (!client->is_tls && client->set.require_starttls) {
         client_fail(client, NULL, "STARTTLS not offered");
     } else if (client->set.auth_user != NULL) {
@@ -361,7 +379,7 @@ static void tx_done(struct smtp_client *client)
 {
     struct smtp_client_message *msg = client->msg;
     client->msg = NULL;
-    client->state = CLIENT_READY;
+    client_set_state(client, CLIENT_READY);
     client->cb->message_done(client, msg, &client->mail_reply, client->ctx);
 }
 
@@ -514,7 +532,7 @@ void smtp_client_send(struct smtp_client *client, struct smtp_client_message *ms
         local_failure(client, 552, "5.3.4", "message exceeds the server's SIZE limit");
     } else {
         client->is_pipelining = (client->ext & SMTP_EXT_PIPELINING) != 0;
-        client->state = CLIENT_ENVELOPE;
+        client_set_state(client, CLIENT_ENVELOPE);
         append_mail(client, is_smtputf8);
         if (client->is_pipelining) {
             for (size_t i = 0; i < msg->rcpt_count; i++)
@@ -551,7 +569,7 @@ static void send_content(struct smtp_client *client)
         if (n == 0) {
             mg_dotstuff_encode_end(&client->encoder, &client->out);
             client_write(client);
-            client->state = CLIENT_DATA_END;
+            client_set_state(client, CLIENT_DATA_END);
             return;
         }
         mg_dotstuff_encode(&client->encoder, client->content.data, client->content.len,
@@ -605,14 +623,14 @@ static void envelope_reply(struct smtp_client *client, const struct smtp_reply *
                 send_simple(client, "DATA\r\n");
             } else {
                 send_simple(client, "RSET\r\n");
-                client->state = CLIENT_RSET;
+                client_set_state(client, CLIENT_RSET);
             }
         }
         return;
     }
     if (reply->code == 354) {
         if (client->is_mail_ok && client->accepted > 0) {
-            client->state = CLIENT_CONTENT;
+            client_set_state(client, CLIENT_CONTENT);
             mg_dotstuff_encoder_init(&client->encoder);
             send_content(client);
         } else {
@@ -620,7 +638,7 @@ static void envelope_reply(struct smtp_client *client, const struct smtp_reply *
              * the empty content at once and throw the result away. */
             client->is_dummy_data = true;
             send_simple(client, ".\r\n");
-            client->state = CLIENT_DATA_END;
+            client_set_state(client, CLIENT_DATA_END);
         }
         return;
     }
@@ -633,7 +651,7 @@ static void envelope_reply(struct smtp_client *client, const struct smtp_reply *
     if (client->is_mail_ok) {
         client->mail_reply = copy;
         send_simple(client, "RSET\r\n");
-        client->state = CLIENT_RSET;
+        client_set_state(client, CLIENT_RSET);
     } else {
         tx_done(client);
     }
@@ -644,7 +662,7 @@ static void data_end_reply(struct smtp_client *client, const struct smtp_reply *
     struct smtp_client_message *msg = client->msg;
     if (client->is_dummy_data) {
         send_simple(client, "RSET\r\n");
-        client->state = CLIENT_RSET;
+        client_set_state(client, CLIENT_RSET);
         return;
     }
     struct smtp_reply copy = reply_copy(client, reply);
@@ -683,7 +701,7 @@ static void handle_reply(struct smtp_client *client, const struct smtp_reply *re
         }
         free(client->greeting);
         client->greeting = mg_strdup(reply->text);
-        client->state = CLIENT_EHLO;
+        client_set_state(client, CLIENT_EHLO);
         send_hello(client, is_lmtp(client) ? "LHLO" : "EHLO");
         return;
     case CLIENT_EHLO:
@@ -691,7 +709,7 @@ static void handle_reply(struct smtp_client *client, const struct smtp_reply *re
             parse_ehlo(client, reply->text);
             after_hello(client);
         } else if (!is_lmtp(client) && reply->code / 100 == 5) {
-            client->state = CLIENT_HELO;
+            client_set_state(client, CLIENT_HELO);
             send_hello(client, "HELO");
         } else {
             client_fail(client, reply, is_lmtp(client) ? "LHLO refused" : "EHLO refused");
@@ -710,7 +728,7 @@ static void handle_reply(struct smtp_client *client, const struct smtp_reply *re
         if (reply->code == 220) {
             /* Nothing the server sent before the handshake counts. */
             smtp_reply_parser_discard(&client->parser, client->in);
-            client->state = CLIENT_TLS;
+            client_set_state(client, CLIENT_TLS);
             client->io->start_tls(client->io_ctx);
         } else if (client->set.require_starttls) {
             client_fail(client, reply, "STARTTLS refused");
@@ -748,6 +766,10 @@ void smtp_client_feed(struct smtp_client *client, struct mg_buf *in)
 {
     client_enter(client);
     client->in = in;
+    if (client->state == CLIENT_TLS) {
+        /* Plaintext before the handshake is done is nobody's reply. */
+        smtp_reply_parser_discard(&client->parser, in);
+    }
     while (client->state != CLIENT_CLOSED && client->state != CLIENT_TLS) {
         struct smtp_reply reply;
         const char *error = NULL;
@@ -775,7 +797,7 @@ void smtp_client_tls_ready(struct smtp_client *client)
     client->is_tls = true;
     client->ext = 0;
     client->max_size = 0;
-    client->state = CLIENT_EHLO;
+    client_set_state(client, CLIENT_EHLO);
     send_hello(client, is_lmtp(client) ? "LHLO" : "EHLO");
     client_leave(client);
 }
@@ -787,7 +809,7 @@ void smtp_client_connection_lost(struct smtp_client *client, const char *reason)
     client_enter(client);
     client->is_io_closed = true;
     if (client->state == CLIENT_QUIT)
-        client->state = CLIENT_CLOSED;
+        client_set_state(client, CLIENT_CLOSED);
     else
         client_fail(client, NULL, reason != NULL ? reason : "connection lost");
     client_leave(client);
@@ -800,7 +822,7 @@ void smtp_client_quit(struct smtp_client *client)
     client_enter(client);
     if (client->state == CLIENT_READY) {
         send_simple(client, "QUIT\r\n");
-        client->state = CLIENT_QUIT;
+        client_set_state(client, CLIENT_QUIT);
     } else {
         client_close(client);
     }

@@ -235,6 +235,11 @@ void smtp_server_feed(struct smtp_server *server, struct mg_buf *in)
 {
     server_enter(server);
     server->in = in;
+    if (server->state == SMTP_SERVER_STATE_STARTTLS) {
+        /* Plaintext between STARTTLS and the end of the handshake can
+         * only be an injection (CVE-2011-0411): drop it. */
+        mg_line_reader_discard(&server->reader, in);
+    }
     while (smtp_server_wants_input(server)) {
         if (server->state == SMTP_SERVER_STATE_DATA) {
             if (!smtp_server_data_input(server))
