@@ -501,8 +501,10 @@ static int userdb_domain_check(struct mg_userdb *db, DB_TXN *txn, const char *do
         const char *error;
         ret = mg__userdb_record_domain_decode(data.data, data.size, &rec, &error);
         free(data.data);
-        if (ret < 0)
+        if (ret < 0) {
+            mg_log_error("userdb", "damaged domain record: key=%s error=%s", domain, error);
             return userdb_fail(MG_USERDB_ERROR, "damaged domain record %s: %s", domain, error);
+        }
     }
     return ret == DB_NOTFOUND ? 0 : ret;
 }

@@ -50,7 +50,10 @@ void mg_userdb_close(struct mg_userdb **db);
  * (BDB failchk: its locks are released, its transaction rolled back, or
  * the handles reopened with recovery), which frees threads waiting for
  * its locks: call it every few seconds, from a thread that is not itself
- * inside a userdb call. A handle must not be used across fork(). */
+ * inside a userdb call.
+ * Open the directory once per process and share the handle between
+ * threads (BDB's DB_REGISTER tracks processes, not handles); a handle must
+ * not be used across fork(). */
 int mg_userdb_checkpoint(struct mg_userdb *db);
 
 /* The reason for the last failure of a userdb call on this thread, for the

@@ -47,11 +47,11 @@ const struct mgadm_cmd mgadm_alias_cmds[] = {
       "address of the domain that is neither a user nor another alias). Its\n"
       "domain must be local. Targets are local users, other aliases or remote\n"
       "addresses. To change an alias, delete it and add it again.\n",
-      2, -1, 0, MGADM_ACCESS_OPEN, NULL, alias_add_run },
+      2, -1, 0, MGADM_ACCESS_OPEN, NULL, NULL, alias_add_run },
     { "alias", "del", "ADDRESS", "delete an alias (or @domain, the catch-all)",
-      NULL, 1, 1, 0, MGADM_ACCESS_OPEN, NULL, alias_del_run },
+      NULL, 1, 1, 0, MGADM_ACCESS_OPEN, NULL, NULL, alias_del_run },
     { "alias", "list", "[DOMAIN]", "print aliases: address, tab, targets",
       "One line per alias: the address, a tab, and the targets separated by spaces.\n",
-      0, 1, 0, MGADM_ACCESS_OPEN, NULL, alias_list_run },
+      0, 1, 0, MGADM_ACCESS_OPEN, NULL, NULL, alias_list_run },
     { 0 },
 };

@@ -7,23 +7,24 @@
 #include "common/password.h"
 #include "common/userdb.h"
 
+static int auth_test_prepare(struct mgadm *ctx)
+{
+    const char *error;
+    int ret = isatty(STDIN_FILENO) ? mgadm_password_read_tty("Password: ", false, ctx->password,
+                                                             sizeof(ctx->password), &error)
+                                   : mgadm_password_read_stdin(ctx->password,
+                                                               sizeof(ctx->password), &error);
+    return ret < 0 ? mgadm_fail("%s", error) : MGADM_EXIT_OK;
+}
+
 static int auth_test_run(struct mgadm *ctx)
 {
-    char password[MGADM_PASSWORD_BUF];
-    const char *error;
-    int ret = isatty(STDIN_FILENO)
-                  ? mgadm_password_read_tty("Password: ", false, password, sizeof(password), &error)
-                  : mgadm_password_read_stdin(password, sizeof(password), &error);
-    if (ret < 0) {
-        mg_password_wipe(password, sizeof(password));
-        return mgadm_fail("%s", error);
-    }
     struct mg_user user;
-    ret = mg_userdb_user_get(ctx->db, ctx->args[0], &user, &error);
-    bool is_ok = false;
-    if (ret == 0)
-        is_ok = user.is_enabled && mg_password_verify(password, user.password_hash);
-    mg_password_wipe(password, sizeof(password));
+    const char *error;
+    int ret = mg_userdb_user_get(ctx->db, ctx->args[0], &user, &error);
+    bool is_ok = ret == 0 && user.is_enabled &&
+                 mg_password_verify(ctx->password, user.password_hash);
+    mg_password_wipe(ctx->password, sizeof(ctx->password));
     mg_user_clear(&user);
     /* An unknown user fails like a wrong password; a malformed address or
      * a storage failure is an error of its own. */
@@ -39,6 +40,6 @@ const struct mgadm_cmd mgadm_auth_cmds[] = {
       "terminal with echo off when standard input is one). Prints \"auth: ok\"\n"
       "and exits 0 when it is right; prints \"auth: failed\" and exits 1 when it\n"
       "is wrong, the user is unknown or the user is disabled.\n",
-      1, 1, 0, MGADM_ACCESS_OPEN, NULL, auth_test_run },
+      1, 1, 0, MGADM_ACCESS_OPEN, NULL, auth_test_prepare, auth_test_run },
     { 0 },
 };

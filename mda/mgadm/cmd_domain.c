@@ -39,10 +39,10 @@ const struct mgadm_cmd mgadm_domain_cmds[] = {
     { "domain", "add", "DOMAIN", "add a local domain",
       "The name is stored lower-cased. The first domain add creates the user\n"
       "directory if it does not exist yet.\n",
-      1, 1, 0, MGADM_ACCESS_CREATE, NULL, domain_add_run },
+      1, 1, 0, MGADM_ACCESS_CREATE, NULL, NULL, domain_add_run },
     { "domain", "del", "DOMAIN", "delete a domain that has no users or aliases left",
-      NULL, 1, 1, 0, MGADM_ACCESS_OPEN, NULL, domain_del_run },
+      NULL, 1, 1, 0, MGADM_ACCESS_OPEN, NULL, NULL, domain_del_run },
     { "domain", "list", "", "print the local domains, one per line",
-      NULL, 0, 0, 0, MGADM_ACCESS_OPEN, NULL, domain_list_run },
+      NULL, 0, 0, 0, MGADM_ACCESS_OPEN, NULL, NULL, domain_list_run },
     { 0 },
 };

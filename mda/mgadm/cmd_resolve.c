@@ -28,6 +28,6 @@ const struct mgadm_cmd mgadm_resolve_cmds[] = {
       "own line: local mailboxes as they are, \"(disabled)\" after a disabled\n"
       "user, \"(remote)\" after an address in another domain. Exits 1 when the\n"
       "address leads nowhere or its domain is not local.\n",
-      1, 1, 0, MGADM_ACCESS_OPEN, NULL, resolve_run },
+      1, 1, 0, MGADM_ACCESS_OPEN, NULL, NULL, resolve_run },
     { 0 },
 };

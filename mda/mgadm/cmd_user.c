@@ -9,7 +9,7 @@
 #include "common/userdb.h"
 
 /* Refuses early, before asking for a password, what the directory would
- * refuse anyway (the add itself checks again in its transaction). */
+ * refuse anyway (the add itself checks again, in its transaction). */
 static int user_add_precheck(struct mgadm *ctx, const char *address)
 {
     struct mg_user user;
@@ -28,32 +28,47 @@ static int user_add_precheck(struct mgadm *ctx, const char *address)
     return MGADM_EXIT_OK;
 }
 
-/* Reads a password and hashes it; the plaintext is wiped before return. */
-static int user_read_hash(struct mgadm *ctx, char **hash_r)
+static int user_passwd_precheck(struct mgadm *ctx, const char *address)
 {
-    char password[MGADM_PASSWORD_BUF];
+    struct mg_user user;
     const char *error;
-    int ret = MGADM_EXIT_OK;
-    if (mgadm_password_read(ctx, true, password, sizeof(password), &error) < 0 ||
-        mg_password_hash(password, hash_r, &error) < 0)
+    if (mg_userdb_user_get(ctx->db, address, &user, &error) < 0)
+        return mgadm_fail("%s", error);
+    mg_user_clear(&user);
+    return MGADM_EXIT_OK;
+}
+
+/* A look at the directory (opened and closed again), then the password,
+ * read and hashed into ctx->password_hash; the plaintext is wiped. */
+static int user_read_password(struct mgadm *ctx,
+                              int (*precheck)(struct mgadm *ctx, const char *address))
+{
+    int ret = mgadm_open_directory(ctx);
+    if (ret == MGADM_EXIT_OK)
+        ret = precheck(ctx, ctx->args[0]);
+    mg_userdb_close(&ctx->db);
+    if (ret != MGADM_EXIT_OK)
+        return ret;
+    const char *error;
+    if (mgadm_password_read(ctx, true, ctx->password, sizeof(ctx->password), &error) < 0 ||
+        mg_password_hash(ctx->password, &ctx->password_hash, &error) < 0)
         ret = mgadm_fail("%s", error);
-    mg_password_wipe(password, sizeof(password));
+    mg_password_wipe(ctx->password, sizeof(ctx->password));
     return ret;
+}
+
+static int user_add_prepare(struct mgadm *ctx)
+{
+    return user_read_password(ctx, user_add_precheck);
 }
 
 static int user_add_run(struct mgadm *ctx)
 {
-    const char *address = ctx->args[0];
-    int ret = user_add_precheck(ctx, address);
-    char *hash = NULL;
-    if (ret == MGADM_EXIT_OK)
-        ret = user_read_hash(ctx, &hash);
     const char *error;
-    if (ret == MGADM_EXIT_OK &&
-        mg_userdb_user_add(ctx->db, address, hash, ctx->quota_bytes, &error) < 0)
-        ret = mgadm_fail("%s", error);
-    free(hash);
-    return ret;
+    if (mg_userdb_user_add(ctx->db, ctx->args[0], ctx->password_hash, ctx->quota_bytes,
+                           &error) < 0)
+        return mgadm_fail("%s", error);
+    return MGADM_EXIT_OK;
 }
 
 static int user_del_run(struct mgadm *ctx)
@@ -83,19 +98,17 @@ static int user_list_run(struct mgadm *ctx)
     return MGADM_EXIT_OK;
 }
 
+static int user_passwd_prepare(struct mgadm *ctx)
+{
+    return user_read_password(ctx, user_passwd_precheck);
+}
+
 static int user_passwd_run(struct mgadm *ctx)
 {
-    const char *address = ctx->args[0], *error;
-    struct mg_user user;
-    if (mg_userdb_user_get(ctx->db, address, &user, &error) < 0)
+    const char *error;
+    if (mg_userdb_user_set_password(ctx->db, ctx->args[0], ctx->password_hash, &error) < 0)
         return mgadm_fail("%s", error);
-    mg_user_clear(&user);
-    char *hash = NULL;
-    int ret = user_read_hash(ctx, &hash);
-    if (ret == MGADM_EXIT_OK && mg_userdb_user_set_password(ctx->db, address, hash, &error) < 0)
-        ret = mgadm_fail("%s", error);
-    free(hash);
-    return ret;
+    return MGADM_EXIT_OK;
 }
 
 static int user_set_enabled(struct mgadm *ctx, bool is_enabled)
@@ -142,23 +155,25 @@ const struct mgadm_cmd mgadm_user_cmds[] = {
       PASSWORD_HELP
       "SIZE is a number of bytes with an optional K, M, G or T suffix (powers of\n"
       "1024); 0 or \"unlimited\" (the default) means no limit. The domain must exist.\n",
-      1, 1, MGADM_OPT_QUOTA | MGADM_OPT_PASSWORD_STDIN, MGADM_ACCESS_OPEN, NULL, user_add_run },
+      1, 1, MGADM_OPT_QUOTA | MGADM_OPT_PASSWORD_STDIN, MGADM_ACCESS_OPEN, NULL,
+      user_add_prepare, user_add_run },
     { "user", "del", "EMAIL", "delete a user (the mail on disk stays)",
-      NULL, 1, 1, 0, MGADM_ACCESS_OPEN, NULL, user_del_run },
+      NULL, 1, 1, 0, MGADM_ACCESS_OPEN, NULL, NULL, user_del_run },
     { "user", "list", "[DOMAIN]", "print users: address, quota, state, creation time",
       "One line per user, fields separated by a tab: the address, the quota\n"
       "(\"unlimited\" or a size like 2G), \"enabled\" or \"disabled\", and the\n"
       "creation time in ISO 8601 UTC. Ordered by domain, then local part.\n",
-      0, 1, 0, MGADM_ACCESS_OPEN, NULL, user_list_run },
+      0, 1, 0, MGADM_ACCESS_OPEN, NULL, NULL, user_list_run },
     { "user", "passwd", "EMAIL [--password-stdin]", "set a user's password",
-      PASSWORD_HELP, 1, 1, MGADM_OPT_PASSWORD_STDIN, MGADM_ACCESS_OPEN, NULL, user_passwd_run },
+      PASSWORD_HELP, 1, 1, MGADM_OPT_PASSWORD_STDIN, MGADM_ACCESS_OPEN, NULL,
+      user_passwd_prepare, user_passwd_run },
     { "user", "enable", "EMAIL", "allow the user to log in",
-      NULL, 1, 1, 0, MGADM_ACCESS_OPEN, NULL, user_enable_run },
+      NULL, 1, 1, 0, MGADM_ACCESS_OPEN, NULL, NULL, user_enable_run },
     { "user", "disable", "EMAIL", "refuse the user's logins (mail is still accepted)",
-      NULL, 1, 1, 0, MGADM_ACCESS_OPEN, NULL, user_disable_run },
+      NULL, 1, 1, 0, MGADM_ACCESS_OPEN, NULL, NULL, user_disable_run },
     { "user", "quota", "EMAIL SIZE", "set a user's quota (0: unlimited)",
       "SIZE is a number of bytes with an optional K, M, G or T suffix (powers of\n"
       "1024); 0 or \"unlimited\" means no limit.\n",
-      2, 2, 0, MGADM_ACCESS_OPEN, user_quota_check, user_quota_run },
+      2, 2, 0, MGADM_ACCESS_OPEN, user_quota_check, NULL, user_quota_run },
     { 0 },
 };

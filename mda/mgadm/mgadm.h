@@ -24,6 +24,9 @@ struct mg_userdb;
 #define MGADM_DEFAULT_CONFIG "/etc/mailgenic/mailgenic.conf"
 #define MGADM_DEFAULT_USERDB "/var/lib/mailgenic/userdb"
 
+/* Room for a password of MG_PASSWORD_MAX bytes, its line end and a NUL. */
+#define MGADM_PASSWORD_BUF (MG_PASSWORD_MAX + 2)
+
 struct mgadm_config {
     char *userdb_path;
     char *recipient_delimiter;
@@ -62,6 +65,11 @@ struct mgadm_cmd {
     /* Checks the arguments before anything is opened; returns an exit
      * code (MGADM_EXIT_USAGE after mgadm_usage_error). May be NULL. */
     int (*check)(struct mgadm *ctx);
+    /* Runs after the configuration is read and before the directory is
+     * opened: interactive input (passwords) happens here, so that mgadm
+     * never sits in the environment waiting for a person (a Ctrl-C there
+     * would make the next process run recovery). May be NULL. */
+    int (*prepare)(struct mgadm *ctx);
     int (*run)(struct mgadm *ctx);
 };
 
@@ -75,7 +83,14 @@ struct mgadm {
     uint64_t quota_bytes;
     bool has_quota;
     bool is_password_stdin;
+    /* from prepare(); main() wipes and frees them */
+    char password[MGADM_PASSWORD_BUF];
+    char *password_hash;
 };
+
+/* Opens the directory for ctx->cmd (switching to its owner first when run
+ * as root); returns an exit code. */
+int mgadm_open_directory(struct mgadm *ctx);
 
 /* The command tables of each object (cmd_*.c), ended by a zeroed entry. */
 extern const struct mgadm_cmd mgadm_domain_cmds[];
@@ -98,10 +113,9 @@ void mgadm_size_format(uint64_t bytes, char *buf, size_t size);
 /* ISO 8601 UTC: "2026-01-31T12:00:00Z". */
 void mgadm_time_format(int64_t t, char *buf, size_t size);
 
-/* Passwords (mgadm_password.c). The buffer holds MGADM_PASSWORD_BUF bytes;
- * callers wipe it with mg_password_wipe() when done. Return 0, or -1 with
- * a static reason. */
-#define MGADM_PASSWORD_BUF (MG_PASSWORD_MAX + 2)
+/* Passwords (mgadm_password.c), into buffers of MGADM_PASSWORD_BUF bytes
+ * that callers wipe with mg_password_wipe() when done. Return 0, or -1
+ * with a static reason. */
 /* One line from standard input: the trailing CR/LF removed; an empty or
  * over-long line (or a NUL byte in it) is refused. */
 int mgadm_password_read_stdin(char *buf, size_t size, const char **error_r);

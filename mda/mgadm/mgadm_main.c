@@ -16,6 +16,7 @@
 
 #include "common/alloc.h"
 #include "common/log.h"
+#include "common/password.h"
 #include "common/userdb.h"
 
 static const struct {
@@ -148,7 +149,7 @@ static int switch_to_owner(const char *path)
     return 0;
 }
 
-static int open_directory(struct mgadm *ctx)
+int mgadm_open_directory(struct mgadm *ctx)
 {
     const char *path = ctx->config.userdb_path;
     int ret = switch_to_owner(path);
@@ -249,11 +250,16 @@ static int run(int argc, char **argv)
         ctx.config.userdb_path = mg_strdup(env_path);
     }
 
-    if (ctx.cmd->access != MGADM_ACCESS_NONE)
-        ret = open_directory(&ctx);
+    ret = MGADM_EXIT_OK;
+    if (ctx.cmd->prepare != NULL)
+        ret = ctx.cmd->prepare(&ctx);
+    if (ret == MGADM_EXIT_OK && ctx.cmd->access != MGADM_ACCESS_NONE)
+        ret = mgadm_open_directory(&ctx);
     if (ret == MGADM_EXIT_OK)
         ret = ctx.cmd->run(&ctx);
     mg_userdb_close(&ctx.db);
+    mg_password_wipe(ctx.password, sizeof(ctx.password));
+    free(ctx.password_hash);
     mgadm_config_clear(&ctx.config);
     return ret;
 }

@@ -15,6 +15,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import time
 import unittest
 
 BIN_DIR = os.environ.get("MG_TEST_BIN_DIR", os.path.join(os.getcwd(), "bin"))
@@ -349,6 +350,40 @@ class TestDirectory(MgadmTestCase):
         self.assertEqual(len(self.ok("user", "list").splitlines()), 8)
         for i in range(8):
             self.assertTrue(self.auth(f"user{i}@ex.test", f"password {i}"))
+
+    def test_not_in_the_directory_while_waiting_for_a_password(self):
+        """A person at the prompt (or a Ctrl-C there) must not hold the
+        directory open: a process dying inside it makes the next one run
+        recovery."""
+        self.ok("domain", "add", "ex.test")
+        p = subprocess.Popen([MGADM, "-c", self.conf, "user", "add", "a@ex.test",
+                              "--password-stdin"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            waiting = False
+            for _ in range(200):  # until it blocks in read(0, ...)
+                try:
+                    with open(f"/proc/{p.pid}/syscall") as f:
+                        fields = f.read().split()
+                except OSError:
+                    self.skipTest("no /proc/PID/syscall")
+                if fields[:2] == ["0", "0x0"]:
+                    waiting = True
+                    break
+                time.sleep(0.05)
+            self.assertTrue(waiting, "mgadm never waited for the password")
+            fd_dir = f"/proc/{p.pid}/fd"
+            targets = [os.readlink(os.path.join(fd_dir, fd)) for fd in os.listdir(fd_dir)]
+            self.assertFalse([t for t in targets if t.startswith(self.userdb)], targets)
+            with open(os.path.join(self.userdb, "__db.register")) as f:
+                self.assertNotIn(str(p.pid), f.read())
+            out, err = p.communicate("pw\n", timeout=60)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        self.assertEqual(p.returncode, 0, err)
+        self.assertTrue(self.auth("a@ex.test", "pw"))
 
     def test_password_never_stored(self):
         first = "pw-" + secrets.token_hex(16)
