@@ -871,6 +871,41 @@ static void test_userdb_record_decoding(void **state)
     assert_int_equal(mg__userdb_record_domain_decode(b.data, b.len, &dout, &error), 0);
     assert_int_equal(dout.created, 1700000000);
     assert_int_equal(mg__userdb_record_domain_decode(b.data, b.len - 1, &dout, &error), -1);
+
+    /* Damage anywhere: every byte of valid records flipped to every value,
+     * and random garbage. Decoding fails or succeeds, never reads past
+     * the end (ASan) or returns strings with NULs. */
+    mg_buf_reset(&b);
+    mg__userdb_record_user_encode(&b, &in);
+    size_t user_len = b.len;
+    mg__userdb_record_alias_encode(&b, &ain);
+    for (size_t i = 0; i < b.len; i++) {
+        for (int v = 0; v < 256; v++) {
+            char *copy = mg_malloc(b.len);
+            memcpy(copy, b.data, b.len);
+            copy[i] = (char)v;
+            if (mg__userdb_record_user_decode(copy, user_len, arena, &out, &error) == 0)
+                assert_true(strlen(out.address) > 0 && strlen(out.hash) > 0);
+            if (mg__userdb_record_alias_decode(copy + user_len, b.len - user_len, arena, &aout,
+                                               &error) == 0)
+                assert_true(aout.n_targets >= 1 && aout.n_targets <= MG_USERDB_ALIAS_TARGETS_MAX);
+            free(copy);
+        }
+        mg_arena_clear(arena);
+    }
+    unsigned seed = 1;
+    for (int round = 0; round < 20000; round++) {
+        size_t len = (size_t)rand_r(&seed) % 64;
+        char *garbage = mg_malloc(len + 1);
+        for (size_t i = 0; i < len; i++)
+            garbage[i] = (char)(rand_r(&seed) % 4 == 0 ? rand_r(&seed) % 4 : rand_r(&seed));
+        (void)mg__userdb_record_user_decode(garbage, len, arena, &out, &error);
+        (void)mg__userdb_record_alias_decode(garbage, len, arena, &aout, &error);
+        (void)mg__userdb_record_domain_decode(garbage, len, &dout, &error);
+        free(garbage);
+        if (round % 1000 == 0)
+            mg_arena_clear(arena);
+    }
     mg_buf_free(&b);
     mg_arena_free(&arena);
 }
