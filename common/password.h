@@ -10,7 +10,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* Longest password accepted anywhere (SASL, mgadm). */
+/* Longest password accepted anywhere (SASL, mgadm). Note: libxcrypt
+ * hashes at most CRYPT_MAX_PASSPHRASE_SIZE - 1 (511) bytes, so
+ * mg_password_hash() refuses longer passwords and mg_password_verify()
+ * never matches them. */
 #define MG_PASSWORD_MAX 1024
 
 /* Hashes with a fresh random salt. Returns 0 and a new string in *hash_r
@@ -23,7 +26,9 @@ int mg_password_hash(const char *password, char **hash_r, const char **error_r);
 bool mg_password_verify(const char *password, const char *hash);
 
 /* Whether the hash uses the preferred method and cost (else: rehash on the
- * next successful login, or tell the operator). */
+ * next successful login, or tell the operator): "$y$" followed by exactly
+ * the parameters crypt_gensalt() picks by default today ("$y$j9T$"), a
+ * salt and a hash. */
 bool mg_password_hash_is_current(const char *hash);
 
 /* Overwrites len bytes in a way the compiler may not drop. */
