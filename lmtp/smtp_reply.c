@@ -110,6 +110,9 @@ enum smtp_reply_status smtp_reply_parser_next(struct smtp_reply_parser *parser, 
     if (parser->code == 0 && parser->lines == 0)
         mg_buf_reset(&parser->text);
     for (;;) {
+        /* An empty buffer may have no storage: do not hand it over. */
+        if (mg_line_reader_pending(&parser->reader, in) == 0)
+            break;
         struct mg_line line;
         enum mg_line_status st = mg_line_reader_next(&parser->reader, in, &line);
         if (st == MG_LINE_NEED_MORE)

@@ -246,6 +246,10 @@ void smtp_server_feed(struct smtp_server *server, struct mg_buf *in)
                 break;
             continue;
         }
+        /* Nothing unread: do not ask the reader (an empty buffer may have
+         * no storage at all). */
+        if (mg_line_reader_pending(&server->reader, in) == 0)
+            break;
         struct mg_line line;
         enum mg_line_status st = mg_line_reader_next(&server->reader, in, &line);
         if (st == MG_LINE_NEED_MORE)
