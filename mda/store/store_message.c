@@ -1104,7 +1104,8 @@ static void recent_work(struct store_job *job)
 static void recent_after(struct store_job *job)
 {
     struct recent_job *j = (struct recent_job *)job;
-    j->cb(job->status, j->previous, j->ctx);
+    if (j->cb != NULL)
+        j->cb(job->status, j->previous, j->ctx);
     store_user_unref(&j->user);
     free(j);
 }

@@ -1,0 +1,21 @@
+/* IMAP dates: INTERNALDATE ("28-Nov-2026 13:51:19 +0100") and SEARCH
+ * dates ("28-Nov-2026"). */
+#ifndef MG_MDA_IMAP_DATE_H
+#define MG_MDA_IMAP_DATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+/* " 8-Nov-2026 13:51:19 +0100" without quotes, 26 characters + NUL, in
+ * the server's local zone. */
+#define IMAP_DATETIME_SIZE 27
+void imap_date_format_datetime(time_t t, char out[IMAP_DATETIME_SIZE]);
+/* Parses date-time (without quotes); -1 when malformed. */
+int imap_date_parse_datetime(const char *s, size_t len, time_t *t_r);
+/* Parses a SEARCH date "d-Mon-yyyy": the day as days since the epoch. */
+int imap_date_parse_date(const char *s, size_t len, long *days_r);
+/* Days since the epoch of a time, in the zone offset given (seconds). */
+long imap_date_days(time_t t, long utc_offset);
+
+#endif
