@@ -223,21 +223,30 @@ int mime_lex_phrase(struct mime_lex *lx, struct mg_buf *out)
     }
 }
 
-/* At '[': copies the literal with its brackets. */
+/* At '[': copies the literal with its brackets, line breaks of folding
+ * removed. */
 static int lex_domain_literal(struct mime_lex *lx, struct mg_buf *out)
 {
     const unsigned char *start = lx->p;
+    size_t mark = out->len;
 
     for (; lx->p < lx->end; lx->p++) {
         if (*lx->p == '\\') {
             if (++lx->p >= lx->end)
                 break;
+        } else if (*lx->p == '\n') {
+            size_t n = (size_t)(lx->p - start);
+            if (n > 0 && start[n - 1] == '\r')
+                n--;
+            mg_buf_append(out, start, n);
+            start = lx->p + 1;
         } else if (*lx->p == ']') {
             lx->p++;
             mg_buf_append(out, start, (size_t)(lx->p - start));
             return mime_lex_skip_cfws(lx);
         }
     }
+    mg_buf_truncate(out, mark);
     return -1; /* missing ']' */
 }
 

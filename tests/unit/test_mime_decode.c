@@ -339,6 +339,7 @@ static void test_addresses(void **state)
         { "  (only a comment)  ", "" },
         { "", "" },
         { "a@[192.0.2.1]", "(NIL,NIL,a,[192.0.2.1])" },
+        { "a@[192.0.2.1\r\n ]", "(NIL,NIL,a,[192.0.2.1 ])" },     /* folding removed */
         { "first.last@sub . example . com", "(NIL,NIL,first.last,sub.example.com)" },
     };
     for (size_t i = 0; i < N(cases); i++) {
