@@ -764,6 +764,8 @@ static void handle_reply(struct smtp_client *client, const struct smtp_reply *re
 
 void smtp_client_feed(struct smtp_client *client, struct mg_buf *in)
 {
+    if (client->in != NULL)
+        return; /* from inside a callback: the outer call goes on */
     client_enter(client);
     client->in = in;
     if (client->state == CLIENT_TLS) {

@@ -121,7 +121,9 @@ struct smtp_client_callbacks {
     void (*message_done)(struct smtp_client *client, struct smtp_client_message *msg,
                          const struct smtp_reply *mail_reply, void *ctx);
     /* The connection is unusable (421, protocol error, I/O failure); no
-     * more calls follow. */
+     * more calls follow, and a transaction in progress gets no
+     * message_done: its message is for the daemon to retry. The engine has
+     * already asked io->close. */
     void (*failed)(struct smtp_client *client, const char *reason, void *ctx);
 };
 

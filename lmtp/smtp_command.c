@@ -18,7 +18,8 @@ int smtp_command_split(const char *line, size_t len, struct smtp_command *cmd_r,
     }
     while (len > 0 && line[len - 1] == ' ')
         len--;
-    if (len == 0) {
+    /* Nothing, or a space where the verb should be. */
+    if (len == 0 || line[0] == ' ') {
         *error_r = (struct smtp_status){ 500, "5.5.2", "Error: bad syntax" };
         return -1;
     }

@@ -233,6 +233,10 @@ bool smtp_server_wants_input(const struct smtp_server *server)
 
 void smtp_server_feed(struct smtp_server *server, struct mg_buf *in)
 {
+    /* From inside a hook: the outer call is walking the buffer and goes on
+     * by itself; a nested one would move the bytes under its feet. */
+    if (server->in != NULL)
+        return;
     server_enter(server);
     server->in = in;
     if (server->state == SMTP_SERVER_STATE_STARTTLS) {

@@ -177,7 +177,8 @@ void smtp_server_free(struct smtp_server **server);
  * given outside a hook call never reads input itself. Always pass the same
  * buffer; consumed bytes are removed from it before returning. Answers
  * given synchronously inside a hook are acted on when the hook returns,
- * and processing continues in the same call. */
+ * and processing continues in the same call; a feed called from inside a
+ * hook does nothing (the outer call goes on). */
 void smtp_server_feed(struct smtp_server *server, struct mg_buf *in);
 /* Whether the engine can take input now (no answer pending, not closing). */
 bool smtp_server_wants_input(const struct smtp_server *server);

@@ -353,6 +353,7 @@ static void test_smtp_command_split(void **state)
         { "mail   FROM:<a@b>  ", 19, 1, "mail", "FROM:<a@b>" },
         { "", 0, 0, NULL, NULL },
         { "   ", 3, 0, NULL, NULL },
+        { " NOOP", 5, 0, NULL, NULL },
         { "NO\0OP", 5, 0, NULL, NULL },
         { "NOOP\r", 5, 0, NULL, NULL },
         { "NOOP\tx", 6, 0, NULL, NULL },
