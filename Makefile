@@ -34,7 +34,7 @@ test-build: deps
 		-DMG_SANITIZE=ON -DMG_FUZZ=ON >/dev/null
 	@cmake --build $(TEST_BUILD_DIR) -j $(JOBS)
 
-test: test-build
+test: test-build build
 	@cd $(TEST_BUILD_DIR) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
 
 fuzz: test-build

@@ -165,7 +165,7 @@ static int config_parse_line(struct config_parser *p, const char *s, size_t len,
 
     if (!config_seen_add(&p->seen, p->section, keybuf)) {
         char reason[MG_CONFIG_LINE_MAX + 64];
-        snprintf(reason, sizeof(reason), "'%s' given twice%s%s%s", keybuf,
+        snprintf(reason, sizeof(reason), "'%.100s' given twice%s%.100s%s", keybuf,
                  p->section[0] ? " in [" : "", p->section, p->section[0] ? "]" : "");
         return config_error(p, reason);
     }

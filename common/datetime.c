@@ -23,19 +23,24 @@ void mg_datetime_rfc5322(time_t t, char out[MG_DATETIME_RFC5322_SIZE])
     char sign = off < 0 ? '-' : '+';
     if (off < 0)
         off = -off;
-    snprintf(out, MG_DATETIME_RFC5322_SIZE, "%s, %02d %s %04d %02d:%02d:%02d %c%02ld%02ld",
+    /* A roomy buffer first: the compiler cannot know tm's fields are in
+     * range, and a truncated date is worse than a long one. */
+    char tmp[96];
+    snprintf(tmp, sizeof(tmp), "%s, %02d %s %04d %02d:%02d:%02d %c%02ld%02ld",
              wday_names[tm.tm_wday % 7], tm.tm_mday, month_names[tm.tm_mon % 12],
              tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec, sign, (off / 3600) % 100,
              (off / 60) % 60);
+    snprintf(out, MG_DATETIME_RFC5322_SIZE, "%.31s", tmp);
 }
 
 void mg_datetime_iso8601(time_t t, char out[MG_DATETIME_ISO8601_SIZE])
 {
     struct tm tm;
     gmtime_r(&t, &tm);
-    snprintf(out, MG_DATETIME_ISO8601_SIZE, "%04d-%02d-%02dT%02d:%02d:%02dZ",
-             (tm.tm_year + 1900) % 10000, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-             tm.tm_sec);
+    char tmp[96];
+    snprintf(tmp, sizeof(tmp), "%04d-%02d-%02dT%02d:%02d:%02dZ", (tm.tm_year + 1900) % 10000,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    snprintf(out, MG_DATETIME_ISO8601_SIZE, "%.20s", tmp);
 }
 
 unsigned long long mg_datetime_monotonic_ms(void)

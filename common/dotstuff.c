@@ -74,7 +74,8 @@ size_t mg_dotstuff_decode(struct mg_dotstuff_decoder *dec, const char *in, size_
                 dec->state = DS_DOT;
                 break;
             }
-            /* fall through: an ordinary first byte */
+            /* An ordinary first byte: handled as inside a line. */
+            __attribute__((fallthrough));
         case DS_MID:
             if (c == '\r') {
                 dec->state = DS_CR;

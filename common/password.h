@@ -14,7 +14,7 @@
  * hashes at most CRYPT_MAX_PASSPHRASE_SIZE - 1 (511) bytes, so
  * mg_password_hash() refuses longer passwords and mg_password_verify()
  * never matches them. */
-#define MG_PASSWORD_MAX 1024
+#define MG_PASSWORD_MAX 511
 
 /* Hashes with a fresh random salt. Returns 0 and a new string in *hash_r
  * (the caller frees it), or -1 with a static reason in *error_r. */

@@ -26,9 +26,11 @@ void imap_date_format_datetime(time_t t, char out[IMAP_DATETIME_SIZE])
     char sign = off < 0 ? '-' : '+';
     if (off < 0)
         off = -off;
-    snprintf(out, IMAP_DATETIME_SIZE, "%2d-%s-%04d %02d:%02d:%02d %c%02ld%02ld", tm.tm_mday,
+    char tmp[96];
+    snprintf(tmp, sizeof(tmp), "%2d-%s-%04d %02d:%02d:%02d %c%02ld%02ld", tm.tm_mday,
              months[tm.tm_mon % 12], (tm.tm_year + 1900) % 10000, tm.tm_hour, tm.tm_min,
              tm.tm_sec, sign, (off / 3600) % 100, (off / 60) % 60);
+    snprintf(out, IMAP_DATETIME_SIZE, "%.26s", tmp);
 }
 
 static int parse_month(const char *s)
