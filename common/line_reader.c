@@ -16,9 +16,9 @@ enum mg_line_status mg_line_reader_next(struct mg_line_reader *reader, struct mg
     memset(line_r, 0, sizeof(*line_r));
     for (;;) {
         size_t avail = in->len - reader->pos;
-        const char *start = in->data + reader->pos;
-        if (avail == 0)
+        if (avail == 0 || in->data == NULL)
             return MG_LINE_NEED_MORE;
+        const char *start = in->data + reader->pos;
 
         if (reader->literal_left > 0) {
             size_t n = avail < reader->literal_left ? avail : (size_t)reader->literal_left;

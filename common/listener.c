@@ -98,11 +98,15 @@ int mg_listener_bind_tcp(struct mg_listener *listener, uv_loop_t *loop, const ch
     return 0;
 }
 
-int mg_listener_bind_unix(struct mg_listener *listener, uv_loop_t *loop, const char *path,
-                          mode_t mode, const char *group, char **error_r)
+int mg_listener_unix_socket(const char *path, mode_t mode, const char *group, int *fd_r,
+                            char **error_r)
 {
-    memset(listener, 0, sizeof(*listener));
-    snprintf(listener->name, sizeof(listener->name), "%s", path);
+    struct sockaddr_un sun = { .sun_family = AF_UNIX };
+    if (strlen(path) >= sizeof(sun.sun_path)) {
+        *error_r = mg_asprintf("socket path too long: %s", path);
+        return UV_ENAMETOOLONG;
+    }
+    snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
     struct stat st;
     if (lstat(path, &st) == 0) {
         if (!S_ISSOCK(st.st_mode)) {
@@ -111,44 +115,78 @@ int mg_listener_bind_unix(struct mg_listener *listener, uv_loop_t *loop, const c
         }
         /* A socket file survives its daemon; a live daemon is detected by
          * connecting before replacing (two daemons must not share it). */
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_un sun = { .sun_family = AF_UNIX };
-        snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
-        if (fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
-            close(fd);
+        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (probe >= 0 && connect(probe, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
+            close(probe);
             *error_r = mg_asprintf("%s is in use by another process", path);
             return UV_EADDRINUSE;
         }
-        if (fd >= 0)
-            close(fd);
+        if (probe >= 0)
+            close(probe);
         unlink(path);
     }
-    uv_pipe_init(loop, &listener->s.pipe, 0);
-    listener->s.handle.data = listener;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        *error_r = mg_asprintf("socket: %s", strerror(errno));
+        return -errno;
+    }
     /* Create the socket with no permissions, then open it up: there is no
      * moment where it is reachable with the wrong mode. */
     mode_t old = umask(0777);
-    int r = uv_pipe_bind(&listener->s.pipe, path);
+    int r = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+    int e = errno;
     umask(old);
-    if (r != 0) {
-        uv_close(&listener->s.handle, NULL);
-        return listener_fail(error_r, "cannot bind", path, r);
+    if (r != 0 || listen(fd, MG_LISTENER_BACKLOG) != 0) {
+        if (r == 0)
+            e = errno;
+        close(fd);
+        *error_r = mg_asprintf("cannot bind %s: %s", path, strerror(e));
+        return -e;
     }
     if (group != NULL && group[0] != '\0') {
         struct group *gr = getgrnam(group);
         if (gr == NULL || chown(path, (uid_t)-1, gr->gr_gid) != 0) {
             *error_r = mg_asprintf("cannot give %s to group %s: %s", path, group,
                                    gr == NULL ? "no such group" : strerror(errno));
-            uv_close(&listener->s.handle, NULL);
+            close(fd);
             return UV_EPERM;
         }
     }
     if (chmod(path, mode) != 0) {
         *error_r = mg_asprintf("cannot chmod %s: %s", path, strerror(errno));
-        uv_close(&listener->s.handle, NULL);
+        close(fd);
         return UV_EPERM;
     }
+    *fd_r = fd;
     return 0;
+}
+
+int mg_listener_adopt_unix(struct mg_listener *listener, uv_loop_t *loop, int fd,
+                           const char *name)
+{
+    memset(listener, 0, sizeof(*listener));
+    snprintf(listener->name, sizeof(listener->name), "%s", name);
+    uv_pipe_init(loop, &listener->s.pipe, 0);
+    listener->s.handle.data = listener;
+    int r = uv_pipe_open(&listener->s.pipe, fd);
+    if (r != 0)
+        uv_close(&listener->s.handle, NULL);
+    return r;
+}
+
+int mg_listener_bind_unix(struct mg_listener *listener, uv_loop_t *loop, const char *path,
+                          mode_t mode, const char *group, char **error_r)
+{
+    int fd;
+    int r = mg_listener_unix_socket(path, mode, group, &fd, error_r);
+    if (r != 0)
+        return r;
+    r = mg_listener_adopt_unix(listener, loop, fd, path);
+    if (r != 0) {
+        *error_r = mg_asprintf("cannot listen on %s: %s", path, uv_strerror(r));
+        close(fd);
+    }
+    return r;
 }
 
 int mg_listener_start(struct mg_listener *listener, uv_connection_cb cb)

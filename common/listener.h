@@ -37,6 +37,14 @@ int mg_listener_bind_tcp(struct mg_listener *listener, uv_loop_t *loop, const ch
  * mode and group (group NULL or "": unchanged). */
 int mg_listener_bind_unix(struct mg_listener *listener, uv_loop_t *loop, const char *path,
                           mode_t mode, const char *group, char **error_r);
+/* The same socket as a plain listening file descriptor, for a process
+ * that binds before it forks its workers (mgauthd). */
+int mg_listener_unix_socket(const char *path, mode_t mode, const char *group, int *fd_r,
+                            char **error_r);
+/* Wraps a listening socket made elsewhere (inherited across fork). */
+int mg_listener_adopt_unix(struct mg_listener *listener, uv_loop_t *loop, int fd,
+                           const char *name);
+
 /* Starts accepting: cb is libuv's connection callback. */
 int mg_listener_start(struct mg_listener *listener, uv_connection_cb cb);
 /* Stops accepting and closes the handle; close_cb may be NULL. */

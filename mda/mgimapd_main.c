@@ -136,7 +136,7 @@ static void stop_timer_cb(uv_timer_t *t)
 {
     struct mgimapd *d = t->data;
     bool idle = imap_server_session_count(d->imap) == 0 && lmtp_delivery_session_count(d->lmtp) == 0 &&
-                store_jobs_running(d->store) == 0;
+                store_jobs_running(d->store) == 0 && !d->auth_running;
     d->stop_waited_ms += 100;
     if (!idle && d->stop_waited_ms < STOP_GRACE_MS)
         return;
