@@ -194,13 +194,19 @@ void smtp_server_shutdown(struct smtp_server *server);
 
 /* Answers for hooks. code: 3-digit SMTP code; enhanced: "2.1.0" or NULL;
  * text: one line (no CR/LF; the engine refuses to send control
- * characters). */
+ * characters). The engine copies the strings; a NULL or malformed enhanced
+ * code becomes "<class>.0.0", and a code outside 2xx-5xx (or a 3xx but for
+ * data_begin's 354) becomes 451 4.3.0 with an error logged. The handle is
+ * freed by the answer (LMTP: by the last recipient's): do not use it
+ * afterwards. Answering twice is a bug (assertion). */
 void smtp_server_reply_send(struct smtp_server_reply *reply, unsigned code,
                             const char *enhanced, const char *text);
 /* LMTP after data_end: the answer for recipient rcpt_index. */
 void smtp_server_rcpt_data_reply(struct smtp_server_reply *reply, unsigned rcpt_index,
                                  unsigned code, const char *enhanced, const char *text);
-/* AUTH answer: is_ok 235 2.7.0, otherwise 535 5.7.8. */
+/* AUTH answer: is_ok 235 2.7.0, otherwise 535 5.7.8 (which counts
+ * towards max_errors). username: the identity to record (NULL: the
+ * authcid given). */
 void smtp_server_auth_reply(struct smtp_server_reply *reply, bool is_ok,
                             const char *username);
 
