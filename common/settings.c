@@ -20,6 +20,7 @@ enum setting_type {
     T_MODE,     /* octal file mode */
     T_LISTEN,   /* host:port, ... */
     T_LOGLEVEL,
+    T_CHOICE,   /* one of the words in choices ("a|b|c") */
 };
 
 struct setting_def {
@@ -29,11 +30,12 @@ struct setting_def {
     size_t offset;
     const char *default_value;
     uint64_t min, max;
+    const char *choices;
 };
 
 #define S(sec, field) offsetof(struct mg_settings, sec.field)
 #define G(field) offsetof(struct mg_settings, field)
-#define NOLIMIT 0, UINT64_MAX
+#define NOLIMIT 0, UINT64_MAX, NULL
 
 /* The schema. docs/configuration.md explains every line of it. */
 static const struct setting_def settings_schema[] = {
@@ -49,18 +51,18 @@ static const struct setting_def settings_schema[] = {
       "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
       "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305", NOLIMIT },
     { "tls", "min_version", T_STRING, S(tls, min_version), "TLSv1.2", NOLIMIT },
-    { "tls", "handshake_timeout", T_DURATION, S(tls, handshake_timeout_ms), "30s", 100, 3600000 },
+    { "tls", "handshake_timeout", T_DURATION, S(tls, handshake_timeout_ms), "30s", 100, 3600000, NULL },
 
     { "userdb", "path", T_PATH, S(userdb, path), "/var/lib/mailgenic/userdb", NOLIMIT },
     { "userdb", "recipient_delimiter", T_STRING, S(userdb, recipient_delimiter), "+", NOLIMIT },
 
     { "auth", "socket", T_PATH, S(auth, socket), "/run/mailgenic/auth.sock", NOLIMIT },
-    { "auth", "socket_mode", T_MODE, S(auth, socket_mode), "0660", 0, 0777 },
+    { "auth", "socket_mode", T_MODE, S(auth, socket_mode), "0660", 0, 0777, NULL },
     { "auth", "socket_group", T_STRING, S(auth, socket_group), "", NOLIMIT },
     { "auth", "user", T_STRING, S(auth, user), "mgauth", NOLIMIT },
     { "auth", "group", T_STRING, S(auth, group), "mgauth", NOLIMIT },
-    { "auth", "workers", T_UINT, S(auth, workers), "2", 1, 64 },
-    { "auth", "cache_ttl", T_DURATION, S(auth, cache_ttl_ms), "5m", 0, 86400000 },
+    { "auth", "workers", T_UINT, S(auth, workers), "2", 1, 64, NULL },
+    { "auth", "cache_ttl", T_DURATION, S(auth, cache_ttl_ms), "5m", 0, 86400000, NULL },
     { "auth", "program", T_PATH, S(auth, program), "", NOLIMIT },
 
     { "mda", "user", T_STRING, S(mda, user), "mgimap", NOLIMIT },
@@ -69,23 +71,63 @@ static const struct setting_def settings_schema[] = {
     { "mda", "index_dir", T_PATH, S(mda, index_dir), "/var/lib/mailgenic/index", NOLIMIT },
 
     { "imap", "listen", T_LISTEN, S(imap, listen), "*:993", NOLIMIT },
-    { "imap", "max_connections", T_UINT, S(imap, max_connections), "10000", 1, 1000000 },
-    { "imap", "max_connections_per_ip", T_UINT, S(imap, max_connections_per_ip), "50", 1, 1000000 },
-    { "imap", "login_timeout", T_DURATION, S(imap, login_timeout_ms), "60s", 1000, 3600000 },
+    { "imap", "max_connections", T_UINT, S(imap, max_connections), "10000", 1, 1000000, NULL },
+    { "imap", "max_connections_per_ip", T_UINT, S(imap, max_connections_per_ip), "50", 1, 1000000, NULL },
+    { "imap", "login_timeout", T_DURATION, S(imap, login_timeout_ms), "60s", 1000, 3600000, NULL },
     /* RFC 3501 5.4: at least 30 minutes once authenticated. */
-    { "imap", "idle_timeout", T_DURATION, S(imap, idle_timeout_ms), "30m", 1800000, 86400000 },
-    { "imap", "max_line_length", T_SIZE, S(imap, max_line_length), "64K", 1024, 16777216 },
-    { "imap", "append_limit", T_SIZE, S(imap, append_limit), "50M", 1024, 4294967295u },
-    { "imap", "auth_failure_delay", T_DURATION, S(imap, auth_failure_delay_ms), "2s", 0, 60000 },
-    { "imap", "max_auth_failures", T_UINT, S(imap, max_auth_failures), "3", 1, 100 },
-    { "imap", "max_auth_failures_per_ip", T_UINT, S(imap, max_auth_failures_per_ip), "20", 1, 100000 },
+    { "imap", "idle_timeout", T_DURATION, S(imap, idle_timeout_ms), "30m", 1800000, 86400000, NULL },
+    { "imap", "max_line_length", T_SIZE, S(imap, max_line_length), "64K", 1024, 16777216, NULL },
+    { "imap", "append_limit", T_SIZE, S(imap, append_limit), "50M", 1024, 4294967295u, NULL },
+    { "imap", "auth_failure_delay", T_DURATION, S(imap, auth_failure_delay_ms), "2s", 0, 60000, NULL },
+    { "imap", "max_auth_failures", T_UINT, S(imap, max_auth_failures), "3", 1, 100, NULL },
+    { "imap", "max_auth_failures_per_ip", T_UINT, S(imap, max_auth_failures_per_ip), "20", 1, 100000, NULL },
 
     { "lmtp", "socket", T_PATH, S(lmtp, socket), "/run/mailgenic/lmtp.sock", NOLIMIT },
-    { "lmtp", "socket_mode", T_MODE, S(lmtp, socket_mode), "0660", 0, 0777 },
+    { "lmtp", "socket_mode", T_MODE, S(lmtp, socket_mode), "0660", 0, 0777, NULL },
     { "lmtp", "socket_group", T_STRING, S(lmtp, socket_group), "", NOLIMIT },
     { "lmtp", "listen", T_LISTEN, S(lmtp, listen), "", NOLIMIT },
-    { "lmtp", "max_message_size", T_SIZE, S(lmtp, max_message_size), "50M", 1024, 4294967295u },
-    { "lmtp", "max_recipients", T_UINT, S(lmtp, max_recipients), "1000", 1, 100000 },
+    { "lmtp", "max_message_size", T_SIZE, S(lmtp, max_message_size), "50M", 1024, 4294967295u, NULL },
+    { "lmtp", "max_recipients", T_UINT, S(lmtp, max_recipients), "1000", 1, 100000, NULL },
+
+    { "mta", "user", T_STRING, S(mta, user), "mgsmtp", NOLIMIT },
+    { "mta", "group", T_STRING, S(mta, group), "mgsmtp", NOLIMIT },
+    { "mta", "queue_dir", T_PATH, S(mta, queue_dir), "/var/spool/mailgenic", NOLIMIT },
+    { "mta", "lmtp", T_STRING, S(mta, lmtp), "", NOLIMIT },
+    { "mta", "auth", T_STRING, S(mta, auth), "", NOLIMIT },
+    { "mta", "submit_socket", T_PATH, S(mta, submit_socket), "/run/mailgenic/submit.sock", NOLIMIT },
+    { "mta", "control_socket", T_PATH, S(mta, control_socket), "/run/mailgenic/mgsmtpd.ctl", NOLIMIT },
+
+    { "smtp", "listen", T_LISTEN, S(smtp, listen), "*:25", NOLIMIT },
+    { "smtp", "max_message_size", T_SIZE, S(smtp, max_message_size), "50M", 1024, 4294967295u, NULL },
+    { "smtp", "max_recipients", T_UINT, S(smtp, max_recipients), "1000", 1, 100000, NULL },
+    { "smtp", "max_connections", T_UINT, S(smtp, max_connections), "1000", 1, 1000000, NULL },
+    { "smtp", "max_connections_per_ip", T_UINT, S(smtp, max_connections_per_ip), "20", 1, 1000000, NULL },
+    { "smtp", "max_errors", T_UINT, S(smtp, max_errors), "10", 1, 1000, NULL },
+    /* RFC 5321 4.5.3.2.7: at least 5 minutes. */
+    { "smtp", "timeout", T_DURATION, S(smtp, timeout_ms), "5m", 300000, 3600000, NULL },
+    { "smtp", "bare_newline", T_CHOICE, S(smtp, bare_newline), "reject", 0, UINT64_MAX, "reject|normalize" },
+
+    { "submission", "listen", T_LISTEN, S(submission, listen), "*:465", NOLIMIT },
+    { "submission", "auth_failure_delay", T_DURATION, S(submission, auth_failure_delay_ms), "2s", 0, 60000, NULL },
+    { "submission", "max_auth_failures", T_UINT, S(submission, max_auth_failures), "3", 1, 100, NULL },
+
+    { "queue", "lifetime", T_DURATION, S(queue, lifetime_ms), "5d", 60000, 2592000000u, NULL },
+    { "queue", "delay_warning", T_DURATION, S(queue, delay_warning_ms), "0", 0, 2592000000u, NULL },
+    { "queue", "retry_min", T_DURATION, S(queue, retry_min_ms), "5m", 1000, 86400000, NULL },
+    { "queue", "retry_max", T_DURATION, S(queue, retry_max_ms), "4h", 1000, 86400000, NULL },
+    { "queue", "local_concurrency", T_UINT, S(queue, local_concurrency), "8", 1, 256, NULL },
+    { "queue", "remote_concurrency", T_UINT, S(queue, remote_concurrency), "50", 1, 1000, NULL },
+    { "queue", "destination_concurrency", T_UINT, S(queue, destination_concurrency), "4", 1, 100, NULL },
+
+    { "relay", "relayhost", T_STRING, S(relay, relayhost), "", NOLIMIT },
+    { "relay", "relayhost_security", T_CHOICE, S(relay, relayhost_security), "tls", 0, UINT64_MAX, "tls|starttls" },
+    { "relay", "relayhost_user", T_STRING, S(relay, relayhost_user), "", NOLIMIT },
+    { "relay", "relayhost_password_file", T_PATH, S(relay, relayhost_password_file), "", NOLIMIT },
+    { "relay", "transport", T_STRING, S(relay, transport), "", NOLIMIT },
+    { "relay", "tls_verify", T_CHOICE, S(relay, tls_verify), "none", 0, UINT64_MAX, "none|verify" },
+    { "relay", "tls_ca_file", T_PATH, S(relay, tls_ca_file), "", NOLIMIT },
+    { "relay", "resolver", T_STRING, S(relay, resolver), "", NOLIMIT },
+    { "relay", "connect_timeout", T_DURATION, S(relay, connect_timeout_ms), "30s", 1000, 600000, NULL },
 };
 
 #define SCHEMA_COUNT (sizeof(settings_schema) / sizeof(settings_schema[0]))
@@ -271,6 +313,7 @@ static void setting_free_value(struct mg_settings *set, const struct setting_def
     switch (def->type) {
     case T_STRING:
     case T_PATH:
+    case T_CHOICE:
         mg_free((char **)f);
         break;
     case T_LISTEN:
@@ -292,6 +335,28 @@ static int setting_apply(struct mg_settings *set, const struct setting_def *def,
         setting_free_value(set, def);
         *(char **)f = mg_strdup(value);
         return 0;
+    case T_CHOICE: {
+        size_t vl = strlen(value);
+        const char *c = def->choices;
+        while (c != NULL && *c != '\0') {
+            const char *bar = strchr(c, '|');
+            size_t cl = bar != NULL ? (size_t)(bar - c) : strlen(c);
+            if (cl == vl && strncmp(c, value, vl) == 0) {
+                setting_free_value(set, def);
+                *(char **)f = mg_strdup(value);
+                return 0;
+            }
+            c = bar != NULL ? bar + 1 : NULL;
+        }
+        static __thread char why[160];
+        snprintf(why, sizeof(why), "must be one of: %s", def->choices);
+        for (char *p = why; *p != '\0'; p++) {
+            if (*p == '|')
+                *p = ',';
+        }
+        *error_r = why;
+        return -1;
+    }
     case T_PATH:
         if (value[0] != '\0' && value[0] != '/') {
             *error_r = "must be an absolute path";
@@ -480,7 +545,8 @@ static void format_value(const struct mg_settings *set, const struct setting_def
     const void *f = cfield(set, def);
     switch (def->type) {
     case T_STRING:
-    case T_PATH: {
+    case T_PATH:
+    case T_CHOICE: {
         const char *s = *(char *const *)f;
         bool quote = s[0] == '\0' || s[0] == ' ' || strchr(s, '#') != NULL ||
                      strchr(s, '"') != NULL || s[strlen(s) - 1] == ' ';
@@ -569,7 +635,7 @@ void mg_settings_dump_schema(FILE *out)
     static const char *const type_names[] = {
         [T_STRING] = "string", [T_PATH] = "path", [T_UINT] = "number",
         [T_SIZE] = "size", [T_DURATION] = "duration", [T_MODE] = "mode",
-        [T_LISTEN] = "listen", [T_LOGLEVEL] = "log-level",
+        [T_LISTEN] = "listen", [T_LOGLEVEL] = "log-level", [T_CHOICE] = "choice",
     };
     for (size_t i = 0; i < SCHEMA_COUNT; i++) {
         const struct setting_def *def = &settings_schema[i];
@@ -598,7 +664,7 @@ int mg_settings_require(const struct mg_settings *settings, const char *const *n
             mg_panic("mg_settings_require: unknown setting %s", names[n]);
         const void *f = cfield(settings, def);
         bool empty = false;
-        if (def->type == T_STRING || def->type == T_PATH)
+        if (def->type == T_STRING || def->type == T_PATH || def->type == T_CHOICE)
             empty = (*(char *const *)f)[0] == '\0';
         else if (def->type == T_LISTEN)
             empty = ((const struct mg_listen_list *)f)->count == 0;

@@ -91,6 +91,55 @@ struct mg_settings_lmtp {
     uint64_t max_recipients;
 };
 
+struct mg_settings_mta {
+    char *user;
+    char *group;
+    char *queue_dir;
+    char *lmtp;            /* socket path or host:port; "": [lmtp] socket */
+    char *auth;            /* socket path or host:port; "": [auth] socket */
+    char *submit_socket;   /* local injection (mgsendmail) */
+    char *control_socket;  /* mgqueue */
+};
+
+struct mg_settings_smtp {
+    struct mg_listen_list listen;
+    uint64_t max_message_size;
+    uint64_t max_recipients;
+    uint64_t max_connections;
+    uint64_t max_connections_per_ip;
+    uint64_t max_errors;
+    uint64_t timeout_ms;
+    char *bare_newline;    /* reject | normalize */
+};
+
+struct mg_settings_submission {
+    struct mg_listen_list listen;
+    uint64_t auth_failure_delay_ms;
+    uint64_t max_auth_failures;
+};
+
+struct mg_settings_queue {
+    uint64_t lifetime_ms;
+    uint64_t delay_warning_ms;
+    uint64_t retry_min_ms;
+    uint64_t retry_max_ms;
+    uint64_t local_concurrency;
+    uint64_t remote_concurrency;
+    uint64_t destination_concurrency;
+};
+
+struct mg_settings_relay {
+    char *relayhost;       /* host:port, "" for MX delivery */
+    char *relayhost_security; /* tls | starttls */
+    char *relayhost_user;
+    char *relayhost_password_file;
+    char *transport;       /* domain=host:port, ... */
+    char *tls_verify;      /* none | verify */
+    char *tls_ca_file;
+    char *resolver;        /* ip:port of a DNS server, "" for the system's */
+    uint64_t connect_timeout_ms;
+};
+
 struct mg_settings {
     char *hostname;
     enum mg_log_level log_level;
@@ -100,6 +149,11 @@ struct mg_settings {
     struct mg_settings_mda mda;
     struct mg_settings_imap imap;
     struct mg_settings_lmtp lmtp;
+    struct mg_settings_mta mta;
+    struct mg_settings_smtp smtp;
+    struct mg_settings_submission submission;
+    struct mg_settings_queue queue;
+    struct mg_settings_relay relay;
     char *source_file; /* the file loaded, or "(defaults)" */
 };
 
