@@ -9,7 +9,9 @@
  *    string; "name=" gives an empty value; a value that starts with "=?"
  *    (an unquoted RFC 2047 word, as some mailers send) runs to the next
  *    ';'. Unlike Dovecot, a parameter whose ';' is missing still counts
- *    ("multipart/mixed boundary=x"); other garbage is skipped;
+ *    ("multipart/mixed boundary=x"), and an unquoted value may hold
+ *    tspecials other than ';', '"', '(', ')' and '\' (real boundaries such
+ *    as gc0pJq0M:08jU534c0p); other garbage is skipped;
  *  - RFC 2231 continuations "name*0", "name*1*", ... are merged when their
  *    numbers run 0..n-1 without gaps, otherwise each is kept as written.
  *    raw_name/raw_value keep the merged but undecoded form that Dovecot

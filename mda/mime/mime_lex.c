@@ -81,7 +81,10 @@ static int lex_skip_comment(struct mime_lex *lx)
             }
             break;
         case '\\':
-            /* quoted-pair: keep the escaped character, drop the '\' */
+            /* quoted-pair: keep the escaped character, drop the '\'. A
+             * line break cannot be escaped (it is folding). */
+            if (lx->p + 1 < lx->end && (lx->p[1] == '\r' || lx->p[1] == '\n'))
+                break;
             if (lx->comment != NULL)
                 mg_buf_append(lx->comment, start, (size_t)(lx->p - start));
             start = lx->p + 1;
@@ -178,6 +181,12 @@ int mime_lex_quoted(struct mime_lex *lx, struct mg_buf *out)
         }
         case '\\':
             mg_buf_append(out, start, (size_t)(lx->p - start));
+            if (lx->p + 1 < lx->end && (lx->p[1] == '\r' || lx->p[1] == '\n')) {
+                /* a line break cannot be escaped: drop the '\' and let
+                 * the break be folding */
+                start = lx->p + 1;
+                break;
+            }
             if (++lx->p >= lx->end)
                 return -1;
             start = lx->p;
@@ -232,6 +241,8 @@ static int lex_domain_literal(struct mime_lex *lx, struct mg_buf *out)
 
     for (; lx->p < lx->end; lx->p++) {
         if (*lx->p == '\\') {
+            if (lx->p + 1 < lx->end && (lx->p[1] == '\r' || lx->p[1] == '\n'))
+                continue; /* no escaping a line break */
             if (++lx->p >= lx->end)
                 break;
         } else if (*lx->p == '\n') {

@@ -255,6 +255,9 @@ static const struct structure_case structure_cases[] = {
       " title*1*=%2A%2A%2Afun%2A%2A%2A%20;\n title*2=\"isn't it!\"\n\n",
       "\"application\" \"x-stuff\" (\"title*\" \"us-ascii'en'This%20is%20even%20more%20%2A%2A%2Afun%2A%2A%2A%20isn't it!\") "
       "NIL NIL \"7bit\" 0", NULL },
+    /* a backslash cannot escape a line break: the break is folding */
+    { "Content-Type: text/plain; name=\"a\\\n b\"\n\n",
+      "\"text\" \"plain\" (\"name\" \"a b\" \"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0", NULL },
     /* quoting: 8-bit and more than 4 quote characters make literals */
     { "Content-Type: text/plain; name=\"caf\xc3\xa9\"; q=\"\\\"\\\"\\\"\\\"\\\"\"\nContent-Description: a\n b\n\n",
       "\"text\" \"plain\" (\"name\" {5}\r\ncaf\xc3\xa9 \"q\" {5}\r\n\"\"\"\"\" \"charset\" \"us-ascii\") NIL \"a b\" \"7bit\" 0 0",
