@@ -80,7 +80,9 @@ static void checkpoint_cb(uv_timer_t *t)
 static void child_stop_check(uv_timer_t *t)
 {
     struct child *c = t->data;
-    if (auth_server_jobs_running(c->server) == 0)
+    /* Sessions go in their close callbacks: wait for those too, so that
+     * nothing is left to leak when the loop ends. */
+    if (auth_server_is_idle(c->server))
         uv_stop(c->loop);
 }
 
@@ -115,6 +117,11 @@ static int child_main(struct mg_settings *settings, int listen_fd)
     c.stop_timer.data = &c;
     mg_log_info("mgauthd", "serving socket=%s", settings->auth.socket);
     uv_run(c.loop, UV_RUN_DEFAULT);
+    auth_server_free(&c.server);
+    mg_signals_close(&c.signals);
+    uv_close((uv_handle_t *)&c.checkpoint, NULL);
+    uv_close((uv_handle_t *)&c.stop_timer, NULL);
+    uv_run(c.loop, UV_RUN_DEFAULT); /* the close callbacks */
     mg_userdb_close(&c.userdb);
     return 0;
 }

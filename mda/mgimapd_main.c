@@ -294,10 +294,14 @@ int main(int argc, char **argv)
     mg_signals_close(&d.signals);
     uv_close((uv_handle_t *)&d.stop_timer, NULL);
     uv_close((uv_handle_t *)&d.respawn_timer, NULL);
+    /* The store and the auth client free themselves in close callbacks:
+     * let those run (a bounded number of turns: a session that outlived
+     * the grace period keeps its handle, and is the process's to drop). */
+    for (int i = 0; i < 100 && uv_run(d.loop, UV_RUN_NOWAIT) != 0; i++)
+        uv_sleep(1);
     imap_server_free(&d.imap);
     lmtp_delivery_free(&d.lmtp);
     mg_tls_context_unref(&d.tls);
     mg_settings_free(&d.settings);
-    /* Sessions and handles still open are the process's to drop. */
     return 0;
 }

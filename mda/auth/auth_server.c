@@ -387,6 +387,11 @@ unsigned auth_server_jobs_running(const struct auth_server *server)
     return server->jobs_running;
 }
 
+bool auth_server_is_idle(const struct auth_server *server)
+{
+    return server->jobs_running == 0 && server->sessions == NULL;
+}
+
 void auth_server_free(struct auth_server **server)
 {
     if (*server == NULL)

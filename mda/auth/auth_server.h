@@ -4,6 +4,7 @@
 #ifndef MG_MDA_AUTH_SERVER_H
 #define MG_MDA_AUTH_SERVER_H
 
+#include <stdbool.h>
 #include <uv.h>
 
 struct mg_settings;
@@ -18,6 +19,9 @@ struct auth_server *auth_server_start(uv_loop_t *loop, const struct mg_settings 
 /* Stops accepting, closes sessions (answers in flight are dropped). */
 void auth_server_stop(struct auth_server *server);
 unsigned auth_server_jobs_running(const struct auth_server *server);
+/* After auth_server_stop: whether every job finished and every session's
+ * connection is closed, so that auth_server_free leaves nothing behind. */
+bool auth_server_is_idle(const struct auth_server *server);
 void auth_server_free(struct auth_server **server);
 
 #endif

@@ -239,6 +239,7 @@ static int close_user_cb(const char *key, void *value, void *ctx)
     free(slot->user.file);
     pthread_mutex_destroy(&slot->open_lock);
     pthread_mutex_destroy(&slot->user.verify_lock);
+    pthread_mutex_destroy(&slot->user.subscriptions_lock);
     free(slot);
     return 1;
 }
@@ -323,6 +324,7 @@ int index_env_user(struct index_env *env, const char *address, struct index_user
         slot->user.file = user_file_name(address);
         pthread_mutex_init(&slot->open_lock, NULL);
         pthread_mutex_init(&slot->user.verify_lock, NULL);
+        pthread_mutex_init(&slot->user.subscriptions_lock, NULL);
         mg_strmap_set(env->users, address, slot);
     }
     slot->user.refcount++;

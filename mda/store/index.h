@@ -40,6 +40,9 @@ struct index_user {
     char *file;
     int refcount;
     pthread_mutex_t verify_lock; /* held while comparing with the Maildir */
+    /* Held while the subscriptions change and their copy in the Maildir
+     * is written, so that the last writer writes the last state. */
+    pthread_mutex_t subscriptions_lock;
     bool is_verified;            /* the Maildir was compared with the index */
 };
 

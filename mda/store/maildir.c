@@ -206,6 +206,58 @@ static int write_all(int fd, const char *data, size_t len)
     return 0;
 }
 
+/* Written to a temporary name and renamed: a crash leaves either the old
+ * file or the complete new one. */
+static int write_meta_file(const char *path, const char *value)
+{
+    char *tmp = mg_asprintf("%s.tmp", path);
+    int r = 0;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        r = -errno;
+    } else {
+        r = write_all(fd, value, strlen(value));
+        if (r == 0)
+            r = write_all(fd, "\n", 1);
+        if (r == 0 && fsync(fd) != 0)
+            r = -errno;
+        close(fd);
+        if (r == 0 && rename(tmp, path) != 0)
+            r = -errno;
+        if (r != 0)
+            unlink(tmp);
+    }
+    free(tmp);
+    return r;
+}
+
+int maildir_folder_write_meta(const char *folder_path, const char *name, const char *value)
+{
+    char *path = mg_asprintf("%s/%s", folder_path, name);
+    int r = write_meta_file(path, value);
+    free(path);
+    if (r == 0)
+        r = maildir_fsync_dir(folder_path);
+    return r;
+}
+
+int maildir_folder_read_meta(const char *folder_path, const char *name, char *buf, size_t size)
+{
+    char *path = mg_asprintf("%s/%s", folder_path, name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    free(path);
+    if (fd < 0)
+        return -errno;
+    ssize_t n = read(fd, buf, size - 1);
+    int r = n < 0 ? -errno : 0;
+    close(fd);
+    if (r != 0)
+        return r;
+    buf[n] = '\0';
+    buf[strcspn(buf, "\r\n")] = '\0';
+    return 0;
+}
+
 int maildir_folder_create(const char *folder_path, bool is_inbox, uint32_t uidvalidity)
 {
     int r = mkdir_parents(folder_path);
@@ -233,23 +285,9 @@ int maildir_folder_create(const char *folder_path, bool is_inbox, uint32_t uidva
     char *vpath = mg_asprintf("%s/%s", folder_path, MAILDIR_UIDVALIDITY_FILE);
     struct stat st;
     if (stat(vpath, &st) != 0) {
-        /* Written to a temporary name and renamed: a crash leaves either
-         * no file or a complete one. */
-        char *tmp = mg_asprintf("%s.tmp", vpath);
-        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        if (fd < 0) {
-            r = -errno;
-        } else {
-            char line[32];
-            int n = snprintf(line, sizeof(line), "%" PRIu32 "\n", uidvalidity);
-            r = write_all(fd, line, (size_t)n);
-            if (r == 0 && fsync(fd) != 0)
-                r = -errno;
-            close(fd);
-            if (r == 0 && rename(tmp, vpath) != 0)
-                r = -errno;
-        }
-        free(tmp);
+        char line[32];
+        snprintf(line, sizeof(line), "%" PRIu32, uidvalidity);
+        r = write_meta_file(vpath, line);
         created = true;
     }
     free(vpath);

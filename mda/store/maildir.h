@@ -36,6 +36,14 @@ enum maildir_flag {
 #define MAILDIR_FLAGS_ALL 0x1f
 
 #define MAILDIR_UIDVALIDITY_FILE "mailgenic-uidvalidity"
+/* What the index knows and a rebuild from the Maildir alone could not
+ * guess: the folder's UIDNEXT once its highest UIDs were expunged (UIDs
+ * must never be handed out twice under one UIDVALIDITY), and its RFC 6154
+ * special use. One line each. */
+#define MAILDIR_UIDNEXT_FILE "mailgenic-uidnext"
+#define MAILDIR_SPECIAL_USE_FILE "mailgenic-special-use"
+/* In the user's root: the subscribed names, one a line. */
+#define MAILDIR_SUBSCRIPTIONS_FILE "mailgenic-subscriptions"
 #define MAILDIR_BASE_MAX 200
 
 /* "<mail_dir>/<domain>/<escaped local>" for a lower-cased address. */
@@ -64,6 +72,14 @@ void maildir_flags_letters(unsigned flags, char out[8]);
 int maildir_folder_create(const char *folder_path, bool is_inbox, uint32_t uidvalidity);
 /* Reads the folder's UIDVALIDITY (0 when missing or unreadable). */
 uint32_t maildir_folder_uidvalidity(const char *folder_path);
+
+/* Writes the one-line metadata file name of the folder durably: to a
+ * temporary name, fsync, rename, fsync of the folder. Returns 0 or -errno. */
+int maildir_folder_write_meta(const char *folder_path, const char *name, const char *value);
+/* Reads its line (without the LF) into buf. Returns 0 or -errno (-ENOENT
+ * when there is none). */
+int maildir_folder_read_meta(const char *folder_path, const char *name, char *buf,
+                             size_t size);
 
 /* Writes data to tmp/<base> and fsyncs it. Returns 0 or -errno. */
 int maildir_write_tmp(const char *folder_path, const char *base, const struct mg_buf *parts,

@@ -360,7 +360,12 @@ static void rename_work(struct store_job *job)
     }
     free(path);
     struct rename_ctx c = { j, j->user->iu->db, NULL, 0 };
+    /* Subscriptions follow the mailboxes (rename_body). */
+    pthread_mutex_lock(&j->user->iu->subscriptions_lock);
     int r = store_txn_run(job->store, true, rename_body, rename_before_commit, &c);
+    if (r == 0)
+        store_save_subscriptions(job->store, j->user->iu, j->user->root);
+    pthread_mutex_unlock(&j->user->iu->subscriptions_lock);
     rename_items_free(&c);
     if (r == DB_NOTFOUND)
         store_job_set_error(job, STORE_ERR_NOT_FOUND, "Mailbox doesn't exist");
@@ -431,7 +436,12 @@ static int subscribe_body(DB_TXN *txn, void *ctx)
 static void subscribe_work(struct store_job *job)
 {
     struct mailbox_job *j = (struct mailbox_job *)job;
+    struct index_user *iu = j->user->iu;
+    pthread_mutex_lock(&iu->subscriptions_lock);
     int r = store_txn_run(job->store, false, subscribe_body, NULL, j);
+    if (r == 0)
+        r = store_save_subscriptions(job->store, iu, j->user->root);
+    pthread_mutex_unlock(&iu->subscriptions_lock);
     if (r != 0)
         store_job_set_error(job, STORE_ERR_INTERNAL, "Cannot change subscription");
 }

@@ -164,6 +164,16 @@ static void fsync_folder_dirs(const char *folder, bool cur, bool nw)
     }
 }
 
+/* Once the highest UIDs are gone, a rebuild from the Maildir could not
+ * tell UIDNEXT any more: the folder keeps it (see maildir.h). */
+static int write_uidnext(const char *folder, uint32_t uidnext)
+{
+    char value[16];
+    snprintf(value, sizeof(value), "%u", uidnext);
+    int r = maildir_folder_write_meta(folder, MAILDIR_UIDNEXT_FILE, value);
+    return r < 0 ? -r : 0;
+}
+
 /* ---- delivery ---- */
 
 struct deliver_job {
@@ -465,7 +475,10 @@ static void append_work(struct store_job *job)
     struct stat st;
     int r = 0;
     int fd = open(tmp, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || fstat(fd, &st) != 0 || fdatasync(fd) != 0)
+    /* The file's mtime is the INTERNALDATE a rebuild of the index reads
+     * back (as in Dovecot's Maildir): fsync, not fdatasync, keeps it. */
+    struct timespec times[2] = { { .tv_nsec = UTIME_OMIT }, { .tv_sec = j->internaldate } };
+    if (fd < 0 || fstat(fd, &st) != 0 || futimens(fd, times) != 0 || fsync(fd) != 0)
         r = -errno;
     if (fd >= 0)
         close(fd);
@@ -546,6 +559,7 @@ struct copy_job {
     char *src_folder;
     char *dst_folder;
     uint32_t dst_uidvalidity, dst_id;
+    uint32_t src_uidnext;
     struct link_op { char *from, *to; } *links;
     size_t n_links;
     store_copy_cb *cb;
@@ -582,6 +596,7 @@ static int copy_body(DB_TXN *txn, void *ctx)
         return r;
     uint64_t src_modseq = src.highestmodseq + 1;
     uint64_t added = 0;
+    j->src_uidnext = src.uidnext;
     for (size_t i = 0; r == 0 && i < j->count; i++) {
         j->new_uids[i] = 0;
         struct index_msg_rec rec;
@@ -659,14 +674,22 @@ static int copy_before_commit(void *ctx)
     struct copy_job *j = ctx;
     /* COPY links (the file is shared, and never changed in place); MOVE
      * renames. Either is atomic per file. */
+    if (j->is_move && j->n_links > 0) {
+        int r = write_uidnext(j->src_folder, j->src_uidnext);
+        if (r != 0)
+            return r;
+    }
     for (size_t i = 0; i < j->n_links; i++) {
         int r = j->is_move ? rename(j->links[i].from, j->links[i].to)
                            : link(j->links[i].from, j->links[i].to);
         if (r != 0) {
             int e = errno;
-            if (!j->is_move) {
-                /* Undo the links made so far: the transaction aborts. */
-                for (size_t k = 0; k < i; k++)
+            /* Undo what was done so far: the transaction aborts, and the
+             * index must keep describing the files. */
+            for (size_t k = 0; k < i; k++) {
+                if (j->is_move)
+                    rename(j->links[k].to, j->links[k].from);
+                else
                     unlink(j->links[k].to);
             }
             return e;
@@ -934,6 +957,7 @@ struct expunge_job {
     uint32_t *removed;
     size_t n_removed;
     char **files;
+    uint32_t uidnext;
     store_expunge_cb *cb;
     void *ctx;
 };
@@ -958,6 +982,7 @@ static int expunge_body(DB_TXN *txn, void *ctx)
         return r;
     }
     uint64_t modseq = mbox.highestmodseq + 1;
+    j->uidnext = mbox.uidnext;
     for (size_t i = 0; r == 0 && i < j->count; i++) {
         struct index_msg_rec rec;
         int g = index_get_msg(db, txn, j->mailbox_id, j->uids[i], true, &rec);
@@ -997,6 +1022,12 @@ static int expunge_body(DB_TXN *txn, void *ctx)
     return r;
 }
 
+static int expunge_before_commit(void *ctx)
+{
+    struct expunge_job *j = ctx;
+    return j->n_removed > 0 ? write_uidnext(j->folder, j->uidnext) : 0;
+}
+
 static void expunge_work(struct store_job *job)
 {
     struct expunge_job *j = (struct expunge_job *)job;
@@ -1012,7 +1043,7 @@ static void expunge_work(struct store_job *job)
     }
     j->folder = store_folder_path(j->user->root, name);
     free(name);
-    int r = store_txn_run(job->store, true, expunge_body, NULL, j);
+    int r = store_txn_run(job->store, true, expunge_body, expunge_before_commit, j);
     if (r != 0) {
         store_job_set_error(job, db_error_status(r), "%s", status_text(db_error_status(r)));
         j->n_removed = 0;

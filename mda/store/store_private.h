@@ -105,6 +105,12 @@ int store_create_mailbox_locked(struct store *store, struct index_user *iu, cons
                                 const char *name, enum store_special_use use, bool subscribe,
                                 bool *created_r);
 
+/* Writes the user's subscriptions (from the index) to the Maildir
+ * (MAILDIR_SUBSCRIPTIONS_FILE), so that a rebuilt index gets them back.
+ * Thread pool only, with iu->subscriptions_lock held across the index
+ * change and this call. Returns 0 or -errno / a Berkeley DB error. */
+int store_save_subscriptions(struct store *store, struct index_user *iu, const char *root);
+
 /* Maps errno to a store status. */
 int store_status_from_errno(int err);
 

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -95,16 +96,33 @@ static int create_body(DB_TXN *txn, void *ctx)
     return r;
 }
 
+static enum store_special_use special_use_parse(const char *name)
+{
+    for (int u = STORE_SPECIAL_DRAFTS; u <= STORE_SPECIAL_ALL; u++) {
+        if (strcasecmp(name, store_special_use_name((enum store_special_use)u)) == 0)
+            return (enum store_special_use)u;
+    }
+    return STORE_SPECIAL_NONE;
+}
+
 int store_create_mailbox_locked(struct store *store, struct index_user *iu, const char *root,
                                 const char *name, enum store_special_use use, bool subscribe,
                                 bool *created_r)
 {
     char *folder = store_folder_path(root, name);
+    char disk_use[32];
+    if (use == STORE_SPECIAL_NONE &&
+        maildir_folder_read_meta(folder, MAILDIR_SPECIAL_USE_FILE, disk_use, sizeof(disk_use)) == 0) {
+        /* A folder the index forgot (rebuild): its use comes back too. */
+        use = special_use_parse(disk_use);
+    }
     struct create_ctx c = { .iu = iu, .name = name, .use = use, .subscribe = subscribe,
                             .disk_uidvalidity = maildir_folder_uidvalidity(folder) };
     int r = store_txn_run(store, true, create_body, NULL, &c);
     if (r == 0)
         r = maildir_folder_create(folder, mailbox_name_is_inbox(name), c.uidvalidity);
+    if (r == 0 && c.created && use != STORE_SPECIAL_NONE)
+        r = maildir_folder_write_meta(folder, MAILDIR_SPECIAL_USE_FILE, store_special_use_name(use));
     free(folder);
     if (created_r != NULL)
         *created_r = c.created;
@@ -275,6 +293,17 @@ static int sync_body(DB_TXN *txn, void *ctx)
     r = index_walk_msgs(db, txn, mbox.id, 1, UINT32_MAX, collect_uid_cb, &known);
     uint64_t modseq = mbox.highestmodseq + 1;
     bool changed = false;
+
+    /* UIDs up to the folder's recorded UIDNEXT were handed out before
+     * (their messages expunged since): never again. */
+    char value[16];
+    if (maildir_folder_read_meta(s->folder, MAILDIR_UIDNEXT_FILE, value, sizeof(value)) == 0) {
+        unsigned long next = strtoul(value, NULL, 10);
+        if (next > mbox.uidnext && next <= UINT32_MAX) {
+            mbox.uidnext = (uint32_t)next;
+            changed = true;
+        }
+    }
 
     /* Entries whose file is gone. */
     for (size_t i = 0; r == 0 && i < known.count; i++) {
@@ -496,6 +525,78 @@ static int drop_mailbox_body(DB_TXN *txn, void *ctx)
     return r;
 }
 
+static int collect_subscription_cb(const char *name, void *ctx)
+{
+    struct mg_buf *b = ctx;
+    mg_buf_append_str(b, name);
+    mg_buf_append_byte(b, '\n');
+    return 0;
+}
+
+int store_save_subscriptions(struct store *store, struct index_user *iu, const char *root)
+{
+    struct mg_buf b = MG_BUF_INIT;
+    DB_TXN *txn;
+    int r = index_txn_begin(store->index, true, &txn);
+    if (r == 0) {
+        r = index_walk_subscriptions(iu->db, txn, collect_subscription_cb, &b);
+        index_txn_commit(txn, false);
+    }
+    if (r == 0) {
+        if (b.len > 0)
+            b.len--; /* the writer ends the last line */
+        r = maildir_folder_write_meta(root, MAILDIR_SUBSCRIPTIONS_FILE, mg_buf_cstr(&b));
+    }
+    mg_buf_free(&b);
+    return r;
+}
+
+struct restore_ctx {
+    struct index_user *iu;
+    char **names;
+    size_t count;
+};
+
+static int restore_subscriptions_body(DB_TXN *txn, void *ctx)
+{
+    struct restore_ctx *c = ctx;
+    int r = 0;
+    for (size_t i = 0; r == 0 && i < c->count; i++)
+        r = index_put_subscription(c->iu->db, txn, c->names[i], true);
+    return r;
+}
+
+/* A new index (first use, or a rebuild): the subscriptions the Maildir
+ * kept come back. Names that are not valid mailbox names are skipped. */
+static int restore_subscriptions(struct store *store, struct index_user *iu, const char *root)
+{
+    char *path = mg_asprintf("%s/%s", root, MAILDIR_SUBSCRIPTIONS_FILE);
+    FILE *f = fopen(path, "re");
+    free(path);
+    if (f == NULL)
+        return 0;
+    struct restore_ctx c = { iu, NULL, 0 };
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    while ((n = getline(&line, &cap, f)) > 0 && c.count < 100000) {
+        line[strcspn(line, "\r\n")] = '\0';
+        char norm[MAILBOX_NAME_MAX + 1];
+        const char *why;
+        if (line[0] == '\0' || mailbox_name_normalize(line, strlen(line), norm, &why) != 0)
+            continue;
+        c.names = mg_reallocarray(c.names, c.count + 1, sizeof(*c.names));
+        c.names[c.count++] = mg_strdup(norm);
+    }
+    free(line);
+    fclose(f);
+    int r = c.count > 0 ? store_txn_run(store, true, restore_subscriptions_body, NULL, &c) : 0;
+    for (size_t i = 0; i < c.count; i++)
+        free(c.names[i]);
+    free(c.names);
+    return r;
+}
+
 int store_verify_user(struct store *store, struct index_user *iu, const char *root,
                       char *error, size_t error_size)
 {
@@ -557,6 +658,11 @@ int store_verify_user(struct store *store, struct index_user *iu, const char *ro
             r = sync_folder(store, iu, root, name, created);
     }
     name_list_free(&names);
+    if (r == 0 && !inbox_known) {
+        pthread_mutex_lock(&iu->subscriptions_lock);
+        r = restore_subscriptions(store, iu, root);
+        pthread_mutex_unlock(&iu->subscriptions_lock);
+    }
     if (r == 0)
         iu->is_verified = true;
     else
@@ -598,6 +704,15 @@ static int open_index(struct store *store, const char *address, struct index_use
     return -1;
 }
 
+static int note_use_cb(const char *name, const struct index_mailbox_rec *rec, void *ctx)
+{
+    bool *have = ctx;
+    (void)name;
+    if (rec->special_use <= STORE_SPECIAL_ALL)
+        have[rec->special_use] = true;
+    return 0;
+}
+
 static void open_work(struct store_job *job)
 {
     struct open_job *o = (struct open_job *)job;
@@ -619,20 +734,27 @@ static void open_work(struct store_job *job)
         return;
     }
     if (o->create_special) {
-        for (size_t i = 0; i < sizeof(special_folders) / sizeof(special_folders[0]); i++) {
-            /* Only when no mailbox has that use yet (a migrated account may
-             * call its Sent folder "Sent Items"). */
-            struct index_mailbox_rec rec;
-            DB_TXN *txn;
-            bool have = false;
-            if (index_txn_begin(store->index, true, &txn) == 0) {
-                have = index_get_mailbox(o->iu->db, txn, special_folders[i].name, false, &rec) == 0;
-                index_txn_commit(txn, false);
-            }
-            if (!have)
-                store_create_mailbox_locked(store, o->iu, o->root, special_folders[i].name,
-                                            special_folders[i].use, true, NULL);
+        /* The special-use folders a user has none of yet (a migrated
+         * account may call its Sent folder "Sent Items"; a renamed one
+         * keeps its use). */
+        bool have[STORE_SPECIAL_ALL + 1] = { false };
+        DB_TXN *txn;
+        if (index_txn_begin(store->index, true, &txn) == 0) {
+            index_walk_mailboxes(o->iu->db, txn, note_use_cb, have);
+            index_txn_commit(txn, false);
         }
+        bool created_any = false;
+        pthread_mutex_lock(&o->iu->subscriptions_lock);
+        for (size_t i = 0; i < sizeof(special_folders) / sizeof(special_folders[0]); i++) {
+            bool created = false;
+            if (!have[special_folders[i].use])
+                store_create_mailbox_locked(store, o->iu, o->root, special_folders[i].name,
+                                            special_folders[i].use, true, &created);
+            created_any |= created;
+        }
+        if (created_any)
+            store_save_subscriptions(store, o->iu, o->root);
+        pthread_mutex_unlock(&o->iu->subscriptions_lock);
     }
 }
 
