@@ -605,6 +605,20 @@ size_t mg_conn_output_pending(const struct mg_conn *conn)
 void mg_conn_want_drain(struct mg_conn *conn)
 {
     conn->want_drain = true;
+    if (conn->is_dead || !conn->is_connected || conn->is_write_in_flight)
+        return;
+    /* Everything may have gone out already (uv_try_write): no write
+     * callback would ever come. An empty write completes on the next loop
+     * iteration and its callback calls on_drain, never this caller's
+     * stack. */
+    conn_flush(conn);
+    if (conn->is_write_in_flight || conn->is_dead)
+        return;
+    static char empty[1];
+    uv_buf_t b = uv_buf_init(empty, 0);
+    conn->write_req.data = conn;
+    if (uv_write(&conn->write_req, &conn->s.stream, &b, 1, conn_write_cb) == 0)
+        conn->is_write_in_flight = true;
 }
 
 void mg_conn_pause_reading(struct mg_conn *conn)
@@ -692,6 +706,14 @@ uint16_t mg_conn_local_port(const struct mg_conn *conn)
 bool mg_conn_is_unix(const struct mg_conn *conn)
 {
     return conn->is_unix;
+}
+
+int mg_conn_fileno(const struct mg_conn *conn)
+{
+    uv_os_fd_t fd;
+    if (conn->is_dead || uv_fileno(&conn->s.handle, &fd) != 0)
+        return -1;
+    return fd;
 }
 
 struct mg_tls *mg_conn_tls(const struct mg_conn *conn)

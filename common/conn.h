@@ -118,6 +118,8 @@ uint16_t mg_conn_peer_port(const struct mg_conn *conn);
 const char *mg_conn_local_ip(const struct mg_conn *conn);
 uint16_t mg_conn_local_port(const struct mg_conn *conn);
 bool mg_conn_is_unix(const struct mg_conn *conn);
+/* The socket's file descriptor (for getsockopt), or -1. */
+int mg_conn_fileno(const struct mg_conn *conn);
 /* The TLS engine (NULL without TLS); for version, cipher, verification. */
 struct mg_tls *mg_conn_tls(const struct mg_conn *conn);
 bool mg_conn_is_tls_ready(const struct mg_conn *conn);

@@ -434,7 +434,13 @@ static void answer_given(struct smtp_server_reply *reply)
         return;
     server_enter(server);
     reply_act(reply);
+    /* Pipelined commands may be waiting in the input already: tell the
+     * transport, unless a feed is running (it goes on by itself). */
+    bool resume = server->io->resume != NULL && server->in == NULL && !server->is_free_requested &&
+                  server->pending == NULL && server->state != SMTP_SERVER_STATE_CLOSED;
     server_leave(server);
+    if (resume)
+        server->io->resume(server->io_ctx);
 }
 
 void smtp_server_reply_send(struct smtp_server_reply *reply, unsigned code, const char *enhanced,

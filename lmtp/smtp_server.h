@@ -109,6 +109,11 @@ struct smtp_server_io {
     void (*start_tls)(void *io_ctx);
     /* Close after the queued output is sent. */
     void (*close)(void *io_ctx);
+    /* Optional: an answer given after its hook returned left the engine
+     * ready for input again; call smtp_server_feed() with the buffered
+     * input (pipelined commands wait there). Not called from inside
+     * smtp_server_feed(). */
+    void (*resume)(void *io_ctx);
 };
 
 /* Reply handle for asynchronous answers. */

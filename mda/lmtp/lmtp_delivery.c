@@ -448,6 +448,13 @@ static void io_start_tls(void *io_ctx)
     (void)io_ctx; /* STARTTLS is not offered on LMTP */
 }
 
+static void io_resume(void *io_ctx)
+{
+    struct lmtp_session *s = io_ctx;
+    if (s->conn != NULL && s->smtp != NULL)
+        smtp_server_feed(s->smtp, mg_conn_input(s->conn));
+}
+
 static void io_close(void *io_ctx)
 {
     struct lmtp_session *s = io_ctx;
@@ -459,6 +466,7 @@ static const struct smtp_server_io lmtp_io = {
     .write = io_write,
     .start_tls = io_start_tls,
     .close = io_close,
+    .resume = io_resume,
 };
 
 static void conn_on_read(struct mg_conn *conn)

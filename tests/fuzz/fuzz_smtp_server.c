@@ -79,7 +79,7 @@ static void io_close(void *ctx)
     (void)ctx;
 }
 
-static const struct smtp_server_io io = { io_write, io_start_tls, io_close };
+static const struct smtp_server_io io = { io_write, io_start_tls, io_close, NULL };
 
 static const unsigned codes[] = { 250, 251, 450, 451, 452, 550, 552, 553, 554 };
 

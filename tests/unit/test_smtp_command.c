@@ -267,7 +267,7 @@ static void nothing(void *ctx)
     (void)ctx;
 }
 
-static const struct smtp_server_io collect_io = { collect, nothing, nothing };
+static const struct smtp_server_io collect_io = { collect, nothing, nothing, NULL };
 
 /* Runs a session over input fed byte by byte (or all at once); returns
  * the code of the last reply. */

@@ -120,7 +120,7 @@ static void s_close(void *ctx)
     mg_conn_close(s->conn);
 }
 
-static const struct smtp_server_io s_io = { s_write, s_start_tls, s_close };
+static const struct smtp_server_io s_io = { s_write, s_start_tls, s_close, NULL };
 
 static void h_auth(struct smtp_server *server, struct smtp_server_reply *reply, const char *authzid,
                    const char *authcid, const char *password, void *ctx)

@@ -67,7 +67,7 @@ static void io_close(void *ctx)
     h->closes++;
 }
 
-static const struct smtp_server_io mem_io = { io_write, io_start_tls, io_close };
+static const struct smtp_server_io mem_io = { io_write, io_start_tls, io_close, NULL };
 
 static void hold(struct h *h, struct smtp_server_reply *reply, enum held_kind kind,
                  struct smtp_tx *tx, struct smtp_rcpt *rcpt)

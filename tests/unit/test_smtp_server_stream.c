@@ -38,7 +38,7 @@ static void io_nothing(void *ctx)
     (void)ctx;
 }
 
-static const struct smtp_server_io mem_io = { io_write, io_nothing, io_nothing };
+static const struct smtp_server_io mem_io = { io_write, io_nothing, io_nothing, NULL };
 
 static void answer(struct h *h, struct smtp_server_reply *reply, unsigned code,
                    const char *enhanced, const char *text)

@@ -1,0 +1,1148 @@
+/* The queue manager (see queue.h). */
+#include "mta/queue/queue_private.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/alloc.h"
+#include "common/arena.h"
+#include "common/ascii.h"
+#include "common/auth_client.h"
+#include "common/buf.h"
+#include "common/datetime.h"
+#include "common/log.h"
+#include "common/settings.h"
+
+/* A delivery that was not even attempted (the MDA is restarting, say) is
+ * offered again this soon: mail goes out as soon as the MDA is back. */
+#define QUEUE_NOT_ATTEMPTED_RETRY_MS 2000
+/* Recipients not resolvable now are retried like a delivery. */
+#define QUEUE_RESOLVE_RETRY_MS 60000
+
+struct queue_new {
+    struct queue_new *next;
+    struct queue *queue;
+    struct queue_envelope env;
+    struct mg_arena *arena;
+    int fd;
+    char *tmp_path;
+    char *msg_path;
+    size_t length_offset;
+    uint64_t content_len;
+    int status;
+    queue_commit_cb *cb;
+    void *ctx;
+    uv_work_t work;
+};
+
+static void queue_schedule(struct queue *q);
+static void msg_free(struct queue *q, struct queue_msg *m);
+
+struct queue_msg *queue_find(struct queue *queue, const char *id)
+{
+    for (struct queue_msg *m = queue->msgs; m != NULL; m = m->next) {
+        if (strcmp(m->env.id, id) == 0)
+            return m;
+    }
+    return NULL;
+}
+
+/* ---- adding messages to memory ---- */
+
+static struct queue_msg *msg_add(struct queue *q, const struct queue_envelope *env,
+                                 const char *path, uint64_t off, uint64_t len)
+{
+    struct queue_msg *m = mg_calloc(1, sizeof(*m));
+    m->arena = mg_arena_new(1024);
+    m->env = *env;
+    m->env.from = mg_arena_strdup(m->arena, env->from);
+    m->env.envid = env->envid != NULL ? mg_arena_strdup(m->arena, env->envid) : NULL;
+    m->env.auth_user = env->auth_user != NULL ? mg_arena_strdup(m->arena, env->auth_user) : NULL;
+    m->env.client = env->client != NULL ? mg_arena_strdup(m->arena, env->client) : NULL;
+    m->env.rcpts = NULL;
+    m->n_rcpts = env->n_rcpts;
+    m->rcpts = mg_calloc(env->n_rcpts ? env->n_rcpts : 1, sizeof(*m->rcpts));
+    for (size_t i = 0; i < env->n_rcpts; i++) {
+        m->rcpts[i].route = env->rcpts[i].route;
+        m->rcpts[i].address = mg_strdup(env->rcpts[i].address);
+        m->rcpts[i].orcpt = env->rcpts[i].orcpt != NULL ? mg_strdup(env->rcpts[i].orcpt) : NULL;
+        m->rcpts[i].notify = env->rcpts[i].notify;
+    }
+    m->path = mg_strdup(path);
+    m->log_path = mg_asprintf("%s/%s", q->log_dir, env->id);
+    m->content_off = off;
+    m->content_len = len;
+    m->next = q->msgs;
+    if (q->msgs != NULL)
+        q->msgs->prev = m;
+    q->msgs = m;
+    q->n_msgs++;
+    return m;
+}
+
+static void msg_free(struct queue *q, struct queue_msg *m)
+{
+    if (m->prev != NULL)
+        m->prev->next = m->next;
+    else if (q->msgs == m)
+        q->msgs = m->next;
+    if (m->next != NULL)
+        m->next->prev = m->prev;
+    q->n_msgs--;
+    for (size_t i = 0; i < m->n_rcpts; i++) {
+        free(m->rcpts[i].address);
+        free(m->rcpts[i].orcpt);
+        free(m->rcpts[i].last_error);
+        free(m->rcpts[i].last_relay);
+    }
+    free(m->rcpts);
+    free(m->path);
+    free(m->log_path);
+    mg_buf_free(&m->notice_lines);
+    mg_arena_free(&m->arena);
+    free(m);
+}
+
+/* ---- the status log ---- */
+
+/* Lines: "<index> <state> <time> <dsn> <text>", state one of delivered,
+ * bounced, deferred; "hold"/"release"/"warned" lines without index. A
+ * torn last line (crash while appending) is ignored. */
+static void log_replay(struct queue_msg *m)
+{
+    FILE *f = fopen(m->log_path, "re");
+    if (f == NULL)
+        return;
+    char line[2048];
+    while (fgets(line, sizeof(line), f) != NULL) {
+        size_t len = strlen(line);
+        if (len == 0 || line[len - 1] != '\n')
+            break; /* torn */
+        line[len - 1] = '\0';
+        if (strncmp(line, "hold ", 5) == 0) {
+            m->is_held = true;
+            continue;
+        }
+        if (strncmp(line, "release ", 8) == 0) {
+            m->is_held = false;
+            continue;
+        }
+        if (strncmp(line, "warned ", 7) == 0) {
+            m->is_warned = true;
+            continue;
+        }
+        char state[16];
+        unsigned long idx;
+        long long when;
+        char dsn[16];
+        int n = 0;
+        if (sscanf(line, "%lu %15s %lld %15s %n", &idx, state, &when, dsn, &n) < 4 || idx >= m->n_rcpts)
+            continue;
+        struct queue_rcpt *r = &m->rcpts[idx];
+        snprintf(r->dsn, sizeof(r->dsn), "%s", dsn);
+        free(r->last_error);
+        r->last_error = mg_strdup(line + n);
+        if (strcmp(state, "delivered") == 0)
+            r->state = RCPT_DELIVERED;
+        else if (strcmp(state, "bounced") == 0)
+            r->state = RCPT_BOUNCED;
+        else if (strcmp(state, "deferred") == 0)
+            r->attempts++;
+    }
+    fclose(f);
+}
+
+static int append_all(int fd, const char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Appends lines to a message's log; with sync, fdatasync before
+ * returning. Called from the thread pool or at startup. */
+static int log_append(const char *path, const char *lines, size_t len, bool sync)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    int r = append_all(fd, lines, len);
+    if (r == 0 && sync && fdatasync(fd) != 0)
+        r = -errno;
+    close(fd);
+    return r;
+}
+
+static void log_line(struct mg_buf *out, size_t idx, const char *state, const char *dsn,
+                     const char *text)
+{
+    mg_buf_printf(out, "%zu %s %lld %s ", idx, state, (long long)time(NULL),
+                  dsn != NULL && dsn[0] != '\0' ? dsn : "-");
+    for (const char *p = text != NULL ? text : ""; *p != '\0'; p++)
+        mg_buf_append_byte(out, *p == '\n' || *p == '\r' ? ' ' : *p);
+    mg_buf_append_byte(out, '\n');
+}
+
+/* ---- opening ---- */
+
+static int mkdir_p(const char *path)
+{
+    if (mkdir(path, 0700) == 0 || errno == EEXIST)
+        return 0;
+    return -errno;
+}
+
+static void load_spool(struct queue *q)
+{
+    DIR *d = opendir(q->msg_dir);
+    if (d == NULL)
+        return;
+    struct dirent *de;
+    size_t loaded = 0, bad = 0;
+    while ((de = readdir(d)) != NULL) {
+        if (!mg_unique_id_is_valid(de->d_name))
+            continue;
+        char *path = mg_asprintf("%s/%s", q->msg_dir, de->d_name);
+        struct mg_arena *arena = mg_arena_new(4096);
+        struct queue_envelope env;
+        uint64_t off, len;
+        const char *error;
+        if (queue_file_read(path, arena, &env, &off, &len, &error) != 0 ||
+            strcmp(env.id, de->d_name) != 0) {
+            /* Never deliver a damaged file: keep it for the operator. */
+            char *to = mg_asprintf("%s/%s", q->corrupt_dir, de->d_name);
+            rename(path, to);
+            mg_log_error("queue", "damaged queue file moved aside id=%s error=%s path=%s", de->d_name,
+                         error, to);
+            free(to);
+            bad++;
+        } else {
+            struct queue_msg *m = msg_add(q, &env, path, off, len);
+            log_replay(m);
+            loaded++;
+        }
+        mg_arena_free(&arena);
+        free(path);
+    }
+    closedir(d);
+    /* Messages in tmp/ were never acknowledged. */
+    d = opendir(q->tmp_dir);
+    if (d != NULL) {
+        while ((de = readdir(d)) != NULL) {
+            if (de->d_name[0] == '.')
+                continue;
+            char *path = mg_asprintf("%s/%s", q->tmp_dir, de->d_name);
+            unlink(path);
+            free(path);
+        }
+        closedir(d);
+    }
+    /* Logs whose message is gone (deleted after the last result). */
+    d = opendir(q->log_dir);
+    if (d != NULL) {
+        while ((de = readdir(d)) != NULL) {
+            if (de->d_name[0] == '.' || queue_find(q, de->d_name) != NULL)
+                continue;
+            char *path = mg_asprintf("%s/%s", q->log_dir, de->d_name);
+            unlink(path);
+            free(path);
+        }
+        closedir(d);
+    }
+    if (loaded > 0 || bad > 0)
+        mg_log_info("queue", "queue loaded messages=%zu damaged=%zu", loaded, bad);
+}
+
+static void timer_cb(uv_timer_t *t)
+{
+    queue_schedule(t->data);
+}
+
+static void kick_cb(uv_idle_t *h)
+{
+    struct queue *q = h->data;
+    uv_idle_stop(h);
+    q->is_kicked = false;
+    queue_schedule(q);
+}
+
+int queue_open(uv_loop_t *loop, const struct mg_settings *settings, struct queue **queue_r,
+               char **error_r)
+{
+    struct queue *q = mg_calloc(1, sizeof(*q));
+    q->loop = loop;
+    q->settings = settings;
+    q->dir = mg_strdup(settings->mta.queue_dir);
+    q->tmp_dir = mg_asprintf("%s/tmp", q->dir);
+    q->msg_dir = mg_asprintf("%s/msg", q->dir);
+    q->log_dir = mg_asprintf("%s/log", q->dir);
+    q->corrupt_dir = mg_asprintf("%s/corrupt", q->dir);
+    const char *dirs[] = { q->dir, q->tmp_dir, q->msg_dir, q->log_dir, q->corrupt_dir };
+    for (size_t i = 0; i < 5; i++) {
+        int r = mkdir_p(dirs[i]);
+        if (r != 0) {
+            *error_r = mg_asprintf("cannot create %s: %s", dirs[i], strerror(-r));
+            free(q->dir);
+            free(q->tmp_dir);
+            free(q->msg_dir);
+            free(q->log_dir);
+            free(q->corrupt_dir);
+            free(q);
+            return -1;
+        }
+    }
+    load_spool(q);
+    uv_timer_init(loop, &q->timer);
+    q->timer.data = q;
+    uv_idle_init(loop, &q->kick);
+    q->kick.data = q;
+    *queue_r = q;
+    queue_kick(q);
+    return 0;
+}
+
+void queue_set_auth(struct queue *queue, struct mg_auth_client *auth)
+{
+    queue->auth = auth;
+}
+
+void queue_set_agents(struct queue *queue, struct queue_agent *local, struct queue_agent *remote)
+{
+    queue->local = local;
+    queue->remote = remote;
+    queue_kick(queue);
+}
+
+static void queue_free_cb(uv_handle_t *h)
+{
+    struct queue *q = h->data;
+    while (q->msgs != NULL)
+        msg_free(q, q->msgs);
+    free(q->dir);
+    free(q->tmp_dir);
+    free(q->msg_dir);
+    free(q->log_dir);
+    free(q->corrupt_dir);
+    free(q);
+}
+
+static void timer_closed_cb(uv_handle_t *h)
+{
+    struct queue *q = h->data;
+    uv_close((uv_handle_t *)&q->kick, queue_free_cb);
+}
+
+void queue_close(struct queue **queue)
+{
+    struct queue *q = *queue;
+    if (q == NULL)
+        return;
+    *queue = NULL;
+    q->is_closing = true;
+    while (q->jobs_running > 0)
+        uv_run(q->loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&q->timer, timer_closed_cb);
+}
+
+unsigned queue_jobs_running(const struct queue *queue)
+{
+    return queue->jobs_running;
+}
+
+size_t queue_count(const struct queue *queue)
+{
+    return queue->n_msgs;
+}
+
+void queue_kick(struct queue *queue)
+{
+    if (queue->is_kicked || queue->is_closing)
+        return;
+    queue->is_kicked = true;
+    uv_idle_start(&queue->kick, kick_cb);
+}
+
+/* ---- receiving: writing and committing ---- */
+
+struct queue_new *queue_new_begin(struct queue *queue, struct queue_envelope *env,
+                                  const char **error_r)
+{
+    struct queue_new *m = mg_calloc(1, sizeof(*m));
+    m->queue = queue;
+    mg_unique_id_new(env->id);
+    if (env->arrival == 0)
+        env->arrival = time(NULL);
+    m->tmp_path = mg_asprintf("%s/%s", queue->tmp_dir, env->id);
+    m->msg_path = mg_asprintf("%s/%s", queue->msg_dir, env->id);
+    m->fd = open(m->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (m->fd < 0) {
+        *error_r = errno == ENOSPC ? "queue disk full" : "cannot create queue file";
+        mg_log_error("queue", "cannot create %s: %s", m->tmp_path, strerror(errno));
+        free(m->tmp_path);
+        free(m->msg_path);
+        free(m);
+        return NULL;
+    }
+    /* A private copy of the envelope: the caller's goes away. */
+    m->arena = mg_arena_new(2048);
+    m->env = *env;
+    m->env.from = mg_arena_strdup(m->arena, env->from);
+    m->env.envid = env->envid ? mg_arena_strdup(m->arena, env->envid) : NULL;
+    m->env.auth_user = env->auth_user ? mg_arena_strdup(m->arena, env->auth_user) : NULL;
+    m->env.client = env->client ? mg_arena_strdup(m->arena, env->client) : NULL;
+    m->env.rcpts = mg_arena_alloc(m->arena, (env->n_rcpts ? env->n_rcpts : 1) * sizeof(*env->rcpts));
+    for (size_t i = 0; i < env->n_rcpts; i++) {
+        m->env.rcpts[i] = env->rcpts[i];
+        m->env.rcpts[i].address = mg_arena_strdup(m->arena, env->rcpts[i].address);
+        m->env.rcpts[i].orcpt = env->rcpts[i].orcpt ? mg_arena_strdup(m->arena, env->rcpts[i].orcpt) : NULL;
+    }
+    struct mg_buf head = MG_BUF_INIT;
+    queue_file_write_head(&m->env, &head);
+    m->length_offset = queue_file_length_offset(&head);
+    if (append_all(m->fd, head.data, head.len) != 0) {
+        *error_r = "cannot write queue file";
+        mg_buf_free(&head);
+        queue_new_abort(&m);
+        return NULL;
+    }
+    mg_buf_free(&head);
+    return m;
+}
+
+int queue_new_write(struct queue_new *m, const void *data, size_t len)
+{
+    if (m->status != 0)
+        return m->status;
+    if (append_all(m->fd, data, len) != 0)
+        m->status = -(errno ? errno : EIO);
+    m->content_len += len;
+    return m->status;
+}
+
+uint64_t queue_new_size(const struct queue_new *m)
+{
+    return m->content_len;
+}
+
+void queue_new_abort(struct queue_new **mp)
+{
+    struct queue_new *m = *mp;
+    if (m == NULL)
+        return;
+    *mp = NULL;
+    if (m->fd >= 0)
+        close(m->fd);
+    unlink(m->tmp_path);
+    free(m->tmp_path);
+    free(m->msg_path);
+    mg_arena_free(&m->arena);
+    free(m);
+}
+
+static void commit_finish(struct queue_new *m)
+{
+    struct queue *q = m->queue;
+    if (m->status == 0) {
+        struct queue_msg *qm = msg_add(q, &m->env, m->msg_path, m->length_offset + 21, m->content_len);
+        (void)qm;
+        queue_kick(q);
+    } else {
+        unlink(m->tmp_path);
+        unlink(m->msg_path);
+    }
+    if (m->cb != NULL)
+        m->cb(m->status, m->env.id, m->ctx);
+    free(m->tmp_path);
+    free(m->msg_path);
+    mg_arena_free(&m->arena);
+    free(m);
+}
+
+struct dir_sync_job {
+    uv_work_t req;
+    struct queue *queue;
+    struct queue_new *list;
+    int status;
+};
+
+static void dir_sync_run(uv_work_t *req)
+{
+    struct dir_sync_job *j = req->data;
+    int fd = open(j->queue->msg_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    j->status = fd >= 0 && fsync(fd) == 0 ? 0 : -EIO;
+    if (fd >= 0)
+        close(fd);
+}
+
+static void dir_sync_start(struct queue *q);
+
+static void dir_sync_after(uv_work_t *req, int status)
+{
+    (void)status;
+    struct dir_sync_job *j = req->data;
+    struct queue *q = j->queue;
+    q->jobs_running--;
+    q->is_dir_syncing = false;
+    struct queue_new *m = j->list;
+    while (m != NULL) {
+        struct queue_new *next = m->next;
+        if (j->status != 0 && m->status == 0)
+            m->status = j->status;
+        commit_finish(m);
+        m = next;
+    }
+    free(j);
+    if (q->dir_sync_waiting != NULL)
+        dir_sync_start(q);
+}
+
+/* One fsync of msg/ for every message renamed since the last one: group
+ * commit of directory entries. */
+static void dir_sync_start(struct queue *q)
+{
+    if (q->is_dir_syncing || q->dir_sync_waiting == NULL)
+        return;
+    struct dir_sync_job *j = mg_calloc(1, sizeof(*j));
+    j->queue = q;
+    j->list = q->dir_sync_waiting;
+    q->dir_sync_waiting = NULL;
+    j->req.data = j;
+    q->is_dir_syncing = true;
+    q->jobs_running++;
+    uv_queue_work(q->loop, &j->req, dir_sync_run, dir_sync_after);
+}
+
+static void commit_work(uv_work_t *req)
+{
+    struct queue_new *m = req->data;
+    if (m->status == 0 && fdatasync(m->fd) != 0)
+        m->status = -errno;
+    if (close(m->fd) != 0 && m->status == 0)
+        m->status = -errno;
+    m->fd = -1;
+    if (m->status == 0 && rename(m->tmp_path, m->msg_path) != 0)
+        m->status = -errno;
+}
+
+static void commit_after(uv_work_t *req, int status)
+{
+    (void)status;
+    struct queue_new *m = req->data;
+    struct queue *q = m->queue;
+    q->jobs_running--;
+    if (m->status != 0) {
+        commit_finish(m);
+        return;
+    }
+    m->next = q->dir_sync_waiting;
+    q->dir_sync_waiting = m;
+    dir_sync_start(q);
+}
+
+void queue_new_commit(struct queue_new *m, queue_commit_cb *cb, void *ctx)
+{
+    struct queue *q = m->queue;
+    m->cb = cb;
+    m->ctx = ctx;
+    if (m->status == 0) {
+        char len[21];
+        queue_file_format_length(m->content_len, len);
+        struct mg_buf trailer = MG_BUF_INIT;
+        queue_file_write_trailer(m->env.id, &trailer);
+        if (pwrite(m->fd, len, 20, (off_t)m->length_offset) != 20 ||
+            append_all(m->fd, trailer.data, trailer.len) != 0)
+            m->status = -(errno ? errno : EIO);
+        mg_buf_free(&trailer);
+    }
+    /* Each file is synced in its own job (they overlap in the thread
+     * pool); the directory is synced once for all that are ready. */
+    m->work.data = m;
+    q->jobs_running++;
+    uv_queue_work(q->loop, &m->work, commit_work, commit_after);
+}
+
+/* ---- injecting our own messages ---- */
+
+void queue_inject(struct queue *queue, struct queue_envelope *env, const char *content,
+                  size_t len, queue_commit_cb *cb, void *ctx)
+{
+    const char *error;
+    struct queue_new *m = queue_new_begin(queue, env, &error);
+    if (m == NULL) {
+        if (cb != NULL)
+            cb(-EIO, "", ctx);
+        return;
+    }
+    queue_new_write(m, content, len);
+    queue_new_commit(m, cb, ctx);
+}
+
+/* ---- scheduling ---- */
+
+static uint64_t now_ms(struct queue *q)
+{
+    return uv_now(q->loop);
+}
+
+static bool rcpt_is_final(const struct queue_rcpt *r)
+{
+    return r->state == RCPT_DELIVERED || r->state == RCPT_BOUNCED;
+}
+
+static bool msg_is_done(const struct queue_msg *m)
+{
+    for (size_t i = 0; i < m->n_rcpts; i++) {
+        if (!rcpt_is_final(&m->rcpts[i]))
+            return false;
+    }
+    return true;
+}
+
+static const char *rcpt_domain(const char *address)
+{
+    const char *at = strrchr(address, '@');
+    return at != NULL ? at + 1 : "";
+}
+
+static uint64_t backoff_ms(const struct queue *q, unsigned attempts)
+{
+    uint64_t d = q->settings->queue.retry_min_ms;
+    for (unsigned i = 1; i < attempts && d < q->settings->queue.retry_max_ms; i++)
+        d *= 2;
+    return d > q->settings->queue.retry_max_ms ? q->settings->queue.retry_max_ms : d;
+}
+
+static uint64_t msg_age_ms(const struct queue_msg *m)
+{
+    time_t now = time(NULL);
+    return now > m->env.arrival ? (uint64_t)(now - m->env.arrival) * 1000u : 0;
+}
+
+struct resolve_ctx {
+    struct queue *queue;
+    char id[MG_UNIQUE_ID_LEN + 1];
+    size_t idx;
+};
+
+static void resolved_cb(const struct mg_auth_resolve_result *res, void *ctx)
+{
+    struct resolve_ctx *rc = ctx;
+    struct queue *q = rc->queue;
+    struct queue_msg *m = queue_find(q, rc->id);
+    if (m != NULL && rc->idx < m->n_rcpts && m->rcpts[rc->idx].state == RCPT_RESOLVING) {
+        struct queue_rcpt *r = &m->rcpts[rc->idx];
+        r->state = RCPT_PENDING;
+        if (res->status == MG_AUTH_OK && res->count > 0 && res->targets[0].is_local) {
+            /* A generated message goes to the mailbox the address
+             * reaches (the first: bounces have one recipient). */
+            r->route = QUEUE_ROUTE_LOCAL;
+            free(r->address);
+            r->address = mg_strdup(res->targets[0].address);
+        } else if (res->status == MG_AUTH_OK && res->count > 0) {
+            r->route = QUEUE_ROUTE_REMOTE;
+            free(r->address);
+            r->address = mg_strdup(res->targets[0].address);
+        } else if (res->status == MG_AUTH_NOT_LOCAL) {
+            r->route = QUEUE_ROUTE_REMOTE;
+        } else if (res->status == MG_AUTH_NOT_FOUND) {
+            r->route = QUEUE_ROUTE_LOCAL; /* LMTP will refuse it: 5.1.1 */
+        } else {
+            r->next_try_ms = now_ms(q) + QUEUE_RESOLVE_RETRY_MS;
+        }
+        queue_kick(q);
+    }
+    free(rc);
+}
+
+static void resolve_rcpt(struct queue *q, struct queue_msg *m, size_t idx)
+{
+    struct queue_rcpt *r = &m->rcpts[idx];
+    if (q->auth == NULL) {
+        r->route = strchr(r->address, '@') != NULL ? QUEUE_ROUTE_REMOTE : QUEUE_ROUTE_LOCAL;
+        return;
+    }
+    struct resolve_ctx *rc = mg_calloc(1, sizeof(*rc));
+    rc->queue = q;
+    memcpy(rc->id, m->env.id, sizeof(rc->id));
+    rc->idx = idx;
+    r->state = RCPT_RESOLVING;
+    mg_auth_resolve(q->auth, r->address, resolved_cb, rc);
+}
+
+static struct queue_delivery *delivery_new(struct queue_msg *m, const char *destination)
+{
+    struct queue_delivery *d = mg_calloc(1, sizeof(*d));
+    d->id = m->env.id;
+    d->from = m->env.from;
+    d->envid = m->env.envid;
+    d->ret = m->env.ret;
+    d->body = m->env.body;
+    d->is_smtputf8 = m->env.is_smtputf8;
+    d->destination = destination != NULL ? mg_strdup(destination) : NULL;
+    d->spool_path = m->path;
+    d->content_off = m->content_off;
+    d->content_len = m->content_len;
+    return d;
+}
+
+/* Indexes of the delivery's recipients in the message travel with it. */
+struct delivery_meta {
+    struct queue_msg *msg;
+    size_t *idx;
+};
+
+static void delivery_add(struct queue_delivery *d, struct delivery_meta *meta, size_t i,
+                         struct queue_rcpt *r)
+{
+    d->rcpts = mg_reallocarray(d->rcpts, d->n_rcpts + 1, sizeof(*d->rcpts));
+    meta->idx = mg_reallocarray(meta->idx, d->n_rcpts + 1, sizeof(*meta->idx));
+    struct queue_delivery_rcpt *dr = &d->rcpts[d->n_rcpts];
+    memset(dr, 0, sizeof(*dr));
+    dr->address = r->address;
+    dr->orcpt = r->orcpt;
+    dr->notify = r->notify;
+    meta->idx[d->n_rcpts] = i;
+    d->n_rcpts++;
+}
+
+static void delivery_free(struct queue_delivery *d)
+{
+    for (size_t i = 0; i < d->n_rcpts; i++)
+        free(d->rcpts[i].text);
+    free(d->rcpts);
+    free((char *)d->destination);
+    free(d->relay);
+    free(d);
+}
+
+/* Offers the due recipients of m to the agents. Returns false when an
+ * agent was full (stop offering that kind of work for now). */
+static void dispatch_msg(struct queue *q, struct queue_msg *m, bool *local_full, bool *remote_full)
+{
+    uint64_t now = now_ms(q);
+    /* Local: all due local recipients in one LMTP transaction. */
+    struct queue_delivery *ld = NULL;
+    struct delivery_meta *lmeta = NULL;
+    for (size_t i = 0; i < m->n_rcpts; i++) {
+        struct queue_rcpt *r = &m->rcpts[i];
+        if (r->state != RCPT_PENDING || r->next_try_ms > now)
+            continue;
+        if (r->route == QUEUE_ROUTE_UNKNOWN) {
+            resolve_rcpt(q, m, i);
+            continue;
+        }
+        if (r->route != QUEUE_ROUTE_LOCAL || *local_full || q->local == NULL)
+            continue;
+        if (ld == NULL) {
+            ld = delivery_new(m, NULL);
+            lmeta = mg_calloc(1, sizeof(*lmeta));
+            lmeta->msg = m;
+        }
+        delivery_add(ld, lmeta, i, r);
+    }
+    if (ld != NULL) {
+        /* The queue's bookkeeping (which recipients) rides with d. */
+        struct delivery_meta *keep = lmeta;
+        ld->agent_data = keep;
+        for (size_t k = 0; k < ld->n_rcpts; k++)
+            m->rcpts[keep->idx[k]].state = RCPT_IN_FLIGHT;
+        m->in_flight++;
+        if (!q->local->deliver(q->local, ld)) {
+            for (size_t k = 0; k < ld->n_rcpts; k++)
+                m->rcpts[keep->idx[k]].state = RCPT_PENDING;
+            m->in_flight--;
+            free(keep->idx);
+            free(keep);
+            ld->agent_data = NULL;
+            delivery_free(ld);
+            *local_full = true;
+        }
+    }
+    if (*remote_full || q->remote == NULL)
+        return;
+    /* Remote: one delivery per destination domain. */
+    for (size_t i = 0; i < m->n_rcpts; i++) {
+        struct queue_rcpt *r = &m->rcpts[i];
+        if (r->state != RCPT_PENDING || r->next_try_ms > now || r->route != QUEUE_ROUTE_REMOTE)
+            continue;
+        const char *dom = rcpt_domain(r->address);
+        struct queue_delivery *rd = delivery_new(m, dom);
+        struct delivery_meta *meta = mg_calloc(1, sizeof(*meta));
+        meta->msg = m;
+        for (size_t k = i; k < m->n_rcpts; k++) {
+            struct queue_rcpt *o = &m->rcpts[k];
+            if (o->state == RCPT_PENDING && o->next_try_ms <= now && o->route == QUEUE_ROUTE_REMOTE &&
+                mg_ascii_strcasecmp(rcpt_domain(o->address), dom) == 0)
+                delivery_add(rd, meta, k, o);
+        }
+        rd->agent_data = meta;
+        for (size_t k = 0; k < rd->n_rcpts; k++)
+            m->rcpts[meta->idx[k]].state = RCPT_IN_FLIGHT;
+        m->in_flight++;
+        if (!q->remote->deliver(q->remote, rd)) {
+            for (size_t k = 0; k < rd->n_rcpts; k++)
+                m->rcpts[meta->idx[k]].state = RCPT_PENDING;
+            m->in_flight--;
+            free(meta->idx);
+            free(meta);
+            rd->agent_data = NULL;
+            delivery_free(rd);
+            *remote_full = true;
+            return;
+        }
+    }
+}
+
+static void expire_msg(struct queue *q, struct queue_msg *m);
+static void warn_msg(struct queue *q, struct queue_msg *m);
+
+static void queue_schedule(struct queue *q)
+{
+    if (q->is_closing)
+        return;
+    uint64_t now = now_ms(q);
+    uint64_t next = UINT64_MAX;
+    bool local_full = false, remote_full = false;
+    struct queue_msg *m = q->msgs;
+    while (m != NULL) {
+        struct queue_msg *nextm = m->next;
+        if (!m->is_held && !m->is_deleted) {
+            if (msg_age_ms(m) > q->settings->queue.lifetime_ms && m->in_flight == 0) {
+                expire_msg(q, m);
+                m = nextm;
+                continue;
+            }
+            if (q->settings->queue.delay_warning_ms != 0 && !m->is_warned &&
+                msg_age_ms(m) > q->settings->queue.delay_warning_ms)
+                warn_msg(q, m);
+            dispatch_msg(q, m, &local_full, &remote_full);
+            for (size_t i = 0; i < m->n_rcpts; i++) {
+                struct queue_rcpt *r = &m->rcpts[i];
+                if (r->state == RCPT_PENDING && r->next_try_ms > now && r->next_try_ms < next)
+                    next = r->next_try_ms;
+            }
+        }
+        m = nextm;
+    }
+    if (next != UINT64_MAX)
+        uv_timer_start(&q->timer, timer_cb, next - now + 10, 0);
+    else
+        uv_timer_stop(&q->timer);
+}
+
+/* ---- results ---- */
+
+static void msg_settle(struct queue *q, struct queue_msg *m, struct mg_buf *lines, bool sync);
+
+/* A notice about m is on disk: its failures may now be logged final. */
+static void notice_done(struct queue *q, const char *id)
+{
+    struct queue_msg *m = queue_find(q, id);
+    if (m == NULL)
+        return;
+    m->notices_pending--;
+    struct mg_buf lines = MG_BUF_INIT;
+    if (m->notices_pending == 0) {
+        lines = m->notice_lines;
+        m->notice_lines = (struct mg_buf)MG_BUF_INIT;
+    }
+    msg_settle(q, m, &lines, true);
+}
+
+/* Sends a notice; the log lines wait for it when one is sent. */
+static void notify_then_log(struct queue *q, struct queue_msg *m, const size_t *idx, size_t n,
+                            enum bounce_action action, struct mg_buf *final_lines,
+                            struct mg_buf *lines)
+{
+    if (bounce_send(q, m, idx, n, action, notice_done)) {
+        m->notices_pending++;
+        mg_buf_append(&m->notice_lines, final_lines->data, final_lines->len);
+    } else {
+        mg_buf_append(lines, final_lines->data, final_lines->len);
+    }
+    mg_buf_reset(final_lines);
+}
+
+struct result_job {
+    uv_work_t req;
+    struct queue *queue;
+    char id[MG_UNIQUE_ID_LEN + 1];
+    char *log_path;
+    char *msg_path;
+    struct mg_buf lines;
+    bool sync;
+    bool remove;
+    int status;
+};
+
+static void result_work(uv_work_t *req)
+{
+    struct result_job *j = req->data;
+    if (j->remove) {
+        /* Everything is final: the message goes. No fsync of msg/: if
+         * the unlink is lost in a crash the message is delivered again,
+         * the duplicate window the RFCs accept. */
+        unlink(j->msg_path);
+        unlink(j->log_path);
+        return;
+    }
+    if (j->lines.len > 0)
+        j->status = log_append(j->log_path, j->lines.data, j->lines.len, j->sync);
+}
+
+static void result_after(uv_work_t *req, int status)
+{
+    (void)status;
+    struct result_job *j = req->data;
+    j->queue->jobs_running--;
+    if (j->status != 0)
+        mg_log_error("queue", "cannot write the queue log id=%s error=%s", j->id, strerror(-j->status));
+    free(j->log_path);
+    free(j->msg_path);
+    mg_buf_free(&j->lines);
+    free(j);
+}
+
+static void result_job_start(struct queue *q, struct queue_msg *m, struct mg_buf *lines, bool sync,
+                             bool remove)
+{
+    struct result_job *j = mg_calloc(1, sizeof(*j));
+    j->queue = q;
+    memcpy(j->id, m->env.id, sizeof(j->id));
+    j->log_path = mg_strdup(m->log_path);
+    j->msg_path = mg_strdup(m->path);
+    j->lines = *lines;
+    *lines = (struct mg_buf)MG_BUF_INIT;
+    j->sync = sync;
+    j->remove = remove;
+    j->req.data = j;
+    q->jobs_running++;
+    uv_queue_work(q->loop, &j->req, result_work, result_after);
+}
+
+static void log_result(const struct queue_msg *m, const struct queue_rcpt *r, const char *status,
+                       const char *relay)
+{
+    char tv[MG_LOG_VALUE_MAX], rv[MG_LOG_VALUE_MAX];
+    uint64_t delay = msg_age_ms(m) / 1000;
+    mg_log_info("delivery", "%s to=%s relay=%s delay=%llus dsn=%s status=%s reply=%s", m->env.id,
+                mg_log_str(tv, r->address), relay != NULL ? relay : "none", (unsigned long long)delay,
+                r->dsn[0] ? r->dsn : "-", status,
+                mg_log_str(rv, r->last_error != NULL ? r->last_error : ""));
+}
+
+/* The message is done with: remove it, or log what happened. */
+static void msg_settle(struct queue *q, struct queue_msg *m, struct mg_buf *lines, bool sync)
+{
+    if (msg_is_done(m) && m->in_flight == 0 && m->notices_pending == 0) {
+        result_job_start(q, m, lines, false, true);
+        msg_free(q, m);
+        return;
+    }
+    if (lines->len > 0)
+        result_job_start(q, m, lines, sync, false);
+    mg_buf_free(lines);
+}
+
+void queue_delivery_done(struct queue *q, struct queue_delivery *d)
+{
+    struct delivery_meta *meta = d->agent_data;
+    struct queue_msg *m = meta->msg;
+    m->in_flight--;
+    struct mg_buf lines = MG_BUF_INIT;
+    struct mg_buf bounce_lines = MG_BUF_INIT;
+    bool sync = false;
+    size_t *bounced = mg_calloc(d->n_rcpts ? d->n_rcpts : 1, sizeof(size_t));
+    size_t n_bounced = 0;
+    size_t *success = mg_calloc(d->n_rcpts ? d->n_rcpts : 1, sizeof(size_t));
+    size_t n_success = 0;
+    for (size_t k = 0; k < d->n_rcpts; k++) {
+        struct queue_delivery_rcpt *dr = &d->rcpts[k];
+        struct queue_rcpt *r = &m->rcpts[meta->idx[k]];
+        if (r->state != RCPT_IN_FLIGHT)
+            continue; /* deleted meanwhile */
+        snprintf(r->dsn, sizeof(r->dsn), "%s", dr->dsn);
+        free(r->last_error);
+        r->last_error = dr->text != NULL ? mg_strdup(dr->text) : NULL;
+        free(r->last_relay);
+        r->last_relay = d->relay != NULL ? mg_strdup(d->relay) : NULL;
+        if (dr->result == 2) {
+            r->state = RCPT_DELIVERED;
+            log_result(m, r, "sent", d->relay);
+            log_line(&lines, meta->idx[k], "delivered", r->dsn, r->last_error);
+            sync = true;
+            if (r->notify & 2 /* SUCCESS */)
+                success[n_success++] = meta->idx[k];
+        } else if (dr->result == 5) {
+            r->state = RCPT_BOUNCED;
+            log_result(m, r, "bounced", d->relay);
+            log_line(&bounce_lines, meta->idx[k], "bounced", r->dsn, r->last_error);
+            sync = true;
+            bounced[n_bounced++] = meta->idx[k];
+        } else if (dr->result == 0) {
+            /* Not attempted (the next hop was unreachable before anything
+             * about this message was said): soon again, not counted. */
+            r->state = RCPT_PENDING;
+            r->next_try_ms = now_ms(q) + QUEUE_NOT_ATTEMPTED_RETRY_MS;
+        } else {
+            r->state = RCPT_PENDING;
+            r->attempts++;
+            r->next_try_ms = now_ms(q) + backoff_ms(q, r->attempts);
+            log_result(m, r, "deferred", d->relay);
+            log_line(&lines, meta->idx[k], "deferred", r->dsn, r->last_error);
+        }
+    }
+    /* The bounce is on disk before the failure is logged as final, so a
+     * crash in between bounces twice rather than never. */
+    if (n_bounced > 0)
+        notify_then_log(q, m, bounced, n_bounced, BOUNCE_FAILED, &bounce_lines, &lines);
+    mg_buf_free(&bounce_lines);
+    if (n_success > 0)
+        bounce_send(q, m, success, n_success, BOUNCE_DELIVERED, NULL);
+    free(bounced);
+    free(success);
+    free(meta->idx);
+    free(meta);
+    d->agent_data = NULL;
+    delivery_free(d);
+    msg_settle(q, m, &lines, sync);
+    queue_kick(q);
+}
+
+static void expire_msg(struct queue *q, struct queue_msg *m)
+{
+    struct mg_buf lines = MG_BUF_INIT;
+    size_t *idx = mg_calloc(m->n_rcpts, sizeof(size_t));
+    size_t n = 0;
+    for (size_t i = 0; i < m->n_rcpts; i++) {
+        struct queue_rcpt *r = &m->rcpts[i];
+        if (rcpt_is_final(r))
+            continue;
+        r->state = RCPT_BOUNCED;
+        if (r->dsn[0] == '\0' || r->dsn[0] != '5')
+            snprintf(r->dsn, sizeof(r->dsn), "4.4.7");
+        char *why = mg_asprintf("message expired after %llu days in the queue; last error: %s",
+                                (unsigned long long)(q->settings->queue.lifetime_ms / 86400000),
+                                r->last_error != NULL ? r->last_error : "none");
+        free(r->last_error);
+        r->last_error = why;
+        log_result(m, r, "bounced", r->last_relay);
+        log_line(&lines, i, "bounced", r->dsn, r->last_error);
+        idx[n++] = i;
+    }
+    struct mg_buf out = MG_BUF_INIT;
+    if (n > 0)
+        notify_then_log(q, m, idx, n, BOUNCE_FAILED, &lines, &out);
+    mg_buf_free(&lines);
+    free(idx);
+    msg_settle(q, m, &out, true);
+}
+
+static void warn_msg(struct queue *q, struct queue_msg *m)
+{
+    size_t *idx = mg_calloc(m->n_rcpts, sizeof(size_t));
+    size_t n = 0;
+    for (size_t i = 0; i < m->n_rcpts; i++) {
+        if (m->rcpts[i].state == RCPT_PENDING && m->rcpts[i].attempts > 0)
+            idx[n++] = i;
+    }
+    m->is_warned = true;
+    if (n > 0) {
+        bounce_send(q, m, idx, n, BOUNCE_DELAYED, NULL);
+        struct mg_buf lines = MG_BUF_INIT;
+        mg_buf_printf(&lines, "warned %lld\n", (long long)time(NULL));
+        result_job_start(q, m, &lines, false, false);
+    }
+    free(idx);
+}
+
+/* ---- administration ---- */
+
+void queue_list(struct queue *q, struct mg_buf *out)
+{
+    if (q->msgs == NULL) {
+        mg_buf_append_str(out, "Mail queue is empty\n");
+        return;
+    }
+    mg_buf_append_str(out, "-Queue ID-------- --Size-- ----Arrival Time---- -Sender/Recipient-------\n");
+    size_t n = 0;
+    uint64_t bytes = 0;
+    for (struct queue_msg *m = q->msgs; m != NULL; m = m->next) {
+        char when[64];
+        struct tm tm;
+        localtime_r(&m->env.arrival, &tm);
+        strftime(when, sizeof(when), "%a %b %e %H:%M:%S", &tm);
+        mg_buf_printf(out, "%s%c %8llu %s  %s\n", m->env.id, m->is_held ? '!' : ' ',
+                      (unsigned long long)m->content_len, when,
+                      m->env.from[0] != '\0' ? m->env.from : "MAILER-DAEMON");
+        for (size_t i = 0; i < m->n_rcpts; i++) {
+            const struct queue_rcpt *r = &m->rcpts[i];
+            if (rcpt_is_final(r))
+                continue;
+            if (r->last_error != NULL)
+                mg_buf_printf(out, "    (%s)\n", r->last_error);
+            mg_buf_printf(out, "                                         %s\n", r->address);
+        }
+        mg_buf_append_byte(out, '\n');
+        n++;
+        bytes += m->content_len;
+    }
+    mg_buf_printf(out, "-- %llu Kbytes in %zu Request%s.\n", (unsigned long long)((bytes + 1023) / 1024), n,
+                  n == 1 ? "" : "s");
+}
+
+void queue_flush(struct queue *q)
+{
+    for (struct queue_msg *m = q->msgs; m != NULL; m = m->next) {
+        for (size_t i = 0; i < m->n_rcpts; i++)
+            m->rcpts[i].next_try_ms = 0;
+    }
+    queue_kick(q);
+}
+
+int queue_delete(struct queue *q, const char *id)
+{
+    struct queue_msg *m = queue_find(q, id);
+    if (m == NULL)
+        return -1;
+    mg_log_notice("queue", "%s deleted by the administrator", id);
+    for (size_t i = 0; i < m->n_rcpts; i++) {
+        if (!rcpt_is_final(&m->rcpts[i]))
+            m->rcpts[i].state = RCPT_BOUNCED; /* silently: no bounce */
+    }
+    m->is_deleted = true;
+    struct mg_buf none = MG_BUF_INIT;
+    if (m->in_flight == 0) {
+        result_job_start(q, m, &none, false, true);
+        msg_free(q, m);
+    }
+    return 0;
+}
+
+int queue_hold(struct queue *q, const char *id, bool hold)
+{
+    struct queue_msg *m = queue_find(q, id);
+    if (m == NULL)
+        return -1;
+    m->is_held = hold;
+    struct mg_buf lines = MG_BUF_INIT;
+    mg_buf_printf(&lines, "%s %lld\n", hold ? "hold" : "release", (long long)time(NULL));
+    result_job_start(q, m, &lines, true, false);
+    mg_log_notice("queue", "%s %s by the administrator", id, hold ? "held" : "released");
+    queue_kick(q);
+    return 0;
+}
