@@ -1,5 +1,6 @@
 #include "mda/imap/imap_date.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -54,24 +55,40 @@ static int digits(const char *s, size_t n, int *v)
     return 0;
 }
 
-/* "d-Mon-yyyy" or "dd-Mon-yyyy" (" d" with a space in date-time); sets the
- * length consumed. */
-static int parse_day_month_year(const char *s, size_t len, int *d, int *m, int *y, size_t *used)
+static bool is_leap(int y)
+{
+    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+static int month_days(int y, int m)
+{
+    static const int days[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+    return m == 2 && is_leap(y) ? 29 : days[m - 1];
+}
+
+/* "d-Mon-yyyy" or "dd-Mon-yyyy"; with is_fixed (date-time's
+ * date-day-fixed) also " d". Sets the length consumed. */
+static int parse_day_month_year(const char *s, size_t len, bool is_fixed, int *d, int *m,
+                                int *y, size_t *used)
 {
     size_t i = 0;
-    if (len >= 1 && s[0] == ' ')
+    size_t max_digits = 2;
+    if (is_fixed && len >= 1 && s[0] == ' ') {
         i = 1;
+        max_digits = 1;
+    }
     size_t dstart = i;
-    while (i < len && s[i] >= '0' && s[i] <= '9' && i - dstart < 2)
+    while (i < len && s[i] >= '0' && s[i] <= '9' && i - dstart < max_digits)
         i++;
     if (i == dstart || digits(s + dstart, i - dstart, d) < 0)
         return -1;
-    if (i + 10 > len || s[i] != '-' || s[i + 4] != '-')
+    /* "-Mon-yyyy": 9 more characters. */
+    if (len - i < 9 || s[i] != '-' || s[i + 4] != '-')
         return -1;
     *m = parse_month(s + i + 1);
     if (*m < 0 || digits(s + i + 5, 4, y) < 0)
         return -1;
-    if (*d < 1 || *d > 31)
+    if (*d < 1 || *d > month_days(*y, *m))
         return -1;
     *used = i + 9;
     return 0;
@@ -81,7 +98,7 @@ int imap_date_parse_date(const char *s, size_t len, long *days_r)
 {
     int d, m, y;
     size_t used;
-    if (parse_day_month_year(s, len, &d, &m, &y, &used) < 0 || used != len)
+    if (parse_day_month_year(s, len, false, &d, &m, &y, &used) < 0 || used != len)
         return -1;
     *days_r = days_from_civil(y, (unsigned)m, (unsigned)d);
     return 0;
@@ -91,7 +108,7 @@ int imap_date_parse_datetime(const char *s, size_t len, time_t *t_r)
 {
     int d, m, y, hh, mm, ss, zh, zm;
     size_t used;
-    if (parse_day_month_year(s, len, &d, &m, &y, &used) < 0)
+    if (parse_day_month_year(s, len, true, &d, &m, &y, &used) < 0)
         return -1;
     /* SP time SP zone: " 13:51:19 +0100" */
     const char *p = s + used;

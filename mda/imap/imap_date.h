@@ -11,9 +11,13 @@
  * the server's local zone. */
 #define IMAP_DATETIME_SIZE 27
 void imap_date_format_datetime(time_t t, char out[IMAP_DATETIME_SIZE]);
-/* Parses date-time (without quotes); -1 when malformed. */
+/* Parses date-time (without quotes): "dd-Mon-yyyy hh:mm:ss +zzzz" with
+ * the day as 2DIGIT or SP DIGIT (one digit alone is tolerated); month
+ * names in any case; the day must exist in that month. -1 when
+ * malformed. */
 int imap_date_parse_datetime(const char *s, size_t len, time_t *t_r);
-/* Parses a SEARCH date "d-Mon-yyyy": the day as days since the epoch. */
+/* Parses a SEARCH date "d-Mon-yyyy" or "dd-Mon-yyyy" (no space): the day
+ * as days since the epoch; -1 when malformed or not a real day. */
 int imap_date_parse_date(const char *s, size_t len, long *days_r);
 /* Days since the epoch of a time, in the zone offset given (seconds). */
 long imap_date_days(time_t t, long utc_offset);

@@ -17,7 +17,8 @@ bool imap_is_atom_char(unsigned char c)
 
 bool imap_is_atom(const char *s, size_t len)
 {
-    if (len == 0)
+    /* "NIL" as an atom would be read back as NIL. */
+    if (len == 0 || (len == 3 && mg_ascii_has_prefix(s, 3, "NIL")))
         return false;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -115,6 +116,12 @@ static int parse_literal(struct parser *ps, struct imap_arg *arg)
         ps->error = "Literal is shorter than announced";
         return -1;
     }
+    /* literal = "{" number "}" CRLF *CHAR8, and CHAR8 excludes NUL: users
+     * of the text treat it as a C string too. */
+    if (memchr(q, '\0', n) != NULL) {
+        ps->error = "NUL in literal";
+        return -1;
+    }
     arg->type = IMAP_ARG_LITERAL;
     arg->str = mg_arena_strndup(ps->arena, q, n);
     arg->len = n;
@@ -135,7 +142,10 @@ static int parse_atom(struct parser *ps, struct imap_arg *arg)
             bool in_quote = false;
             ps->p++;
             while (ps->p < ps->end) {
-                char d = *ps->p;
+                unsigned char d = (unsigned char)*ps->p;
+                /* Section texts are ASCII (part numbers, header names). */
+                if (d < 0x20 || d >= 0x7f)
+                    break;
                 if (in_quote) {
                     if (d == '\\' && ps->p + 1 < ps->end)
                         ps->p++;
@@ -148,8 +158,6 @@ static int parse_atom(struct parser *ps, struct imap_arg *arg)
                 } else if (d == ']') {
                     if (depth-- == 0)
                         break;
-                } else if (d == '\r' || d == '\n') {
-                    break;
                 }
                 ps->p++;
             }
@@ -161,15 +169,22 @@ static int parse_atom(struct parser *ps, struct imap_arg *arg)
             continue;
         }
         if (c == '\\' && ps->p == start) {
-            /* A flag: "\Seen", "\*". */
+            /* A flag: "\Seen", "\*"; a lone "\" is nothing. */
             ps->p++;
             if (ps->p < ps->end && *ps->p == '*') {
                 ps->p++;
                 break;
             }
+            if (ps->p >= ps->end || !imap_is_atom_char((unsigned char)*ps->p) ||
+                *ps->p == '*' || *ps->p == '%') {
+                ps->error = "Invalid flag";
+                return -1;
+            }
             continue;
         }
-        if (!imap_is_atom_char(c))
+        /* ASTRING-CHAR includes ']' (resp-specials): "foo]bar" is a
+         * mailbox name, "a]" a tag. */
+        if (!imap_is_atom_char(c) && c != ']')
             break;
         ps->p++;
     }
@@ -178,13 +193,9 @@ static int parse_atom(struct parser *ps, struct imap_arg *arg)
         ps->error = "Unexpected character";
         return -1;
     }
-    if (len == 3 && mg_ascii_has_prefix(start, 3, "NIL")) {
-        arg->type = IMAP_ARG_NIL;
-        arg->str = "NIL";
-        arg->len = 3;
-        return 0;
-    }
-    arg->type = IMAP_ARG_ATOM;
+    /* NIL keeps its text: where an astring is expected it is the atom
+     * "nil" in whatever case the client wrote. */
+    arg->type = len == 3 && mg_ascii_has_prefix(start, 3, "NIL") ? IMAP_ARG_NIL : IMAP_ARG_ATOM;
     arg->str = mg_arena_strndup(ps->arena, start, len);
     arg->len = len;
     return 0;
@@ -320,7 +331,7 @@ int imap_parse_command_start(const char *text, size_t len, size_t *tag_len_r,
 bool imap_arg_get_astring(const struct imap_arg *arg, const char **s_r, size_t *len_r)
 {
     if (arg->type != IMAP_ARG_ATOM && arg->type != IMAP_ARG_QUOTED &&
-        arg->type != IMAP_ARG_LITERAL)
+        arg->type != IMAP_ARG_LITERAL && arg->type != IMAP_ARG_NIL)
         return false;
     *s_r = arg->str;
     *len_r = arg->len;

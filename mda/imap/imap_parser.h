@@ -8,9 +8,15 @@
  * marked "{FILE}\r\n" and becomes an IMAP_ARG_FILE.
  *
  * Leniency where clients differ from the grammar: atoms may hold '*' and
- * '%' (sequence sets, LIST patterns), and an atom may contain a bracketed
- * part with spaces ("BODY[HEADER.FIELDS (From To)]<0.100>"), so FETCH
- * items arrive as single atoms. */
+ * '%' (sequence sets, LIST patterns) and ']' (astrings), and an atom may
+ * contain a bracketed part with spaces
+ * ("BODY[HEADER.FIELDS (From To)]<0.100>"), so FETCH items arrive as
+ * single atoms.
+ *
+ * Strictness: quoted strings take any byte but CR, LF and NUL (8-bit for
+ * UTF8=ACCEPT) and only the escapes \" and \\; literals may not hold NUL
+ * (RFC 3501 CHAR8); the bracketed part of an atom is printable ASCII; a
+ * flag is "\" followed by an atom or "*". */
 #ifndef MG_MDA_IMAP_PARSER_H
 #define MG_MDA_IMAP_PARSER_H
 
@@ -24,7 +30,7 @@ enum imap_arg_type {
     IMAP_ARG_QUOTED,
     IMAP_ARG_LITERAL,
     IMAP_ARG_LIST,
-    IMAP_ARG_NIL,
+    IMAP_ARG_NIL,             /* str: the text as sent ("NIL", "nil") */
     IMAP_ARG_FILE, /* a literal streamed to a file by the session */
 };
 
@@ -53,14 +59,17 @@ int imap_parse_command_start(const char *text, size_t len, size_t *tag_len_r,
                              const char **name_r, size_t *name_len_r, const char **rest_r,
                              size_t *rest_len_r);
 
-/* Whether arg is an atom or a string (astring); *s_r the text. */
+/* Whether arg is an atom or a string (astring); *s_r the text. NIL counts:
+ * where an astring is expected, "NIL" is an atom like any other. */
 bool imap_arg_get_astring(const struct imap_arg *arg, const char **s_r, size_t *len_r);
-/* Strings only (quoted, literal) or NIL: nstring. */
+/* Strings only (quoted, literal). NIL is not a string: callers that take
+ * an nstring check for IMAP_ARG_NIL first. */
 bool imap_arg_get_string(const struct imap_arg *arg, const char **s_r, size_t *len_r);
 bool imap_arg_is_atom(const struct imap_arg *arg, const char *word); /* case-insensitive */
 
 bool imap_is_atom_char(unsigned char c);
-/* Whether the text can be sent as an atom. */
+/* Whether the text can be sent as an atom (not "NIL", which would be read
+ * back as NIL, nor list wildcards). */
 bool imap_is_atom(const char *s, size_t len);
 
 #endif

@@ -86,7 +86,9 @@ static int get_date(struct search_parser *p, long *days_r)
 
 static int keyword_bit(struct search_parser *p, const char *name, size_t len)
 {
-    for (unsigned i = 0; i < p->keyword_count; i++) {
+    /* Keywords are bits of a 64-bit mask: a name beyond those is on no
+     * message. */
+    for (unsigned i = 0; i < p->keyword_count && i < 64; i++) {
         if (mg_ascii_eq(name, len, p->keywords[i]))
             return (int)i;
     }
@@ -149,6 +151,9 @@ static int parse_list(struct search_parser *p, const struct imap_arg *list, size
     key->n_children = 0;
     while (sub.pos < sub.n) {
         if (parse_key(&sub, &key->children[key->n_children], depth + 1) < 0) {
+            /* Counted, so that search_free() releases what the failed key
+             * set up already (a NOT or OR with a parsed HEADER below). */
+            key->n_children++;
             p->error = sub.error;
             p->keys = sub.keys;
             return -1;
@@ -346,11 +351,22 @@ static bool match_content(struct search_key *key, struct search_msg *msg)
     bool match = false;
     struct mg_buf v = MG_BUF_INIT;
     switch (key->type) {
-    case SK_HEADER:
-        if (mime_header_get_decoded(data, root->header_start, root->header_end, key->field, &v))
+    case SK_HEADER: {
+        /* Every field of that name counts (Received, a second To); with
+         * an empty string, HEADER matches any message that has the field,
+         * even with an empty value. */
+        struct mime_header_iter it;
+        struct mime_header_field f;
+        mime_header_iter_init(&it, data, root->header_start, root->header_end);
+        while (!match && mime_header_iter_next(&it, &f)) {
+            if (!mime_header_field_is(&f, key->field))
+                continue;
+            mg_buf_reset(&v);
+            mime_encword_decode(f.value, f.value_len, &v);
             match = mime_search_match(&key->search, mg_buf_cstr(&v), v.len);
-        /* HEADER field "" matches any message with that field. */
+        }
         break;
+    }
     case SK_BODY:
         match = !mime_text_foreach(root, data, body_text_cb, key);
         break;

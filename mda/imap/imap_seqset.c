@@ -1,5 +1,6 @@
 #include "mda/imap/imap_seqset.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +26,65 @@ static int parse_number(const char **p, const char *end, uint32_t *n_r)
         return -1;
     *n_r = (uint32_t)n;
     return 0;
+}
+
+static int cmp_range(const void *x, const void *y)
+{
+    const struct imap_seq_range *p = x, *q = y;
+    return p->lo < q->lo ? -1 : p->lo > q->lo;
+}
+
+/* Sorts and merges the ranges without '*' and keeps at most two with it.
+ * Every "n:*" means [min(n, max), max(n, max)] for the '*' value max, so
+ * all of them contain max and their union is the span of the smallest
+ * and the largest n: two ranges say the same whatever max turns out to
+ * be. Membership is then a binary search, and resolving errors are the
+ * same as for the set as written. */
+static void normalize(struct imap_seqset *set)
+{
+    struct imap_seq_range *r = set->ranges;
+    size_t w = 0;
+    /* "*" alone is {max}, inside every "n:*": needed only without one. */
+    bool has_star = false, has_n_star = false;
+    uint32_t star_min = 0, star_max = 0;
+    for (size_t i = 0; i < set->count; i++) {
+        if (r[i].hi == IMAP_SEQ_STAR) {
+            has_star = true;
+            if (r[i].lo == IMAP_SEQ_STAR)
+                continue;
+            if (!has_n_star || r[i].lo < star_min)
+                star_min = r[i].lo;
+            if (!has_n_star || r[i].lo > star_max)
+                star_max = r[i].lo;
+            has_n_star = true;
+        } else {
+            r[w++] = r[i];
+        }
+    }
+    if (w > 1)
+        qsort(r, w, sizeof(*r), cmp_range);
+    size_t m = 0;
+    for (size_t i = 0; i < w; i++) {
+        /* hi < 2^32 - 1 here, so hi + 1 does not wrap. */
+        if (m > 0 && r[i].lo <= r[m - 1].hi + 1) {
+            if (r[i].hi > r[m - 1].hi)
+                r[m - 1].hi = r[i].hi;
+        } else {
+            r[m++] = r[i];
+        }
+    }
+    if (has_star && !has_n_star) {
+        r[m].lo = IMAP_SEQ_STAR;
+        r[m++].hi = IMAP_SEQ_STAR;
+    } else if (has_n_star) {
+        r[m].lo = star_min;
+        r[m++].hi = IMAP_SEQ_STAR;
+        if (star_max != star_min) {
+            r[m].lo = star_max;
+            r[m++].hi = IMAP_SEQ_STAR;
+        }
+    }
+    set->count = m;
 }
 
 int imap_seqset_parse(struct mg_arena *arena, const char *text, size_t len,
@@ -64,13 +124,19 @@ int imap_seqset_parse(struct mg_arena *arena, const char *text, size_t len,
     }
     set_r->ranges = ranges;
     set_r->count = n;
+    normalize(set_r);
     return 0;
 }
 
-static int cmp_u32(const void *a, const void *b)
+/* A range of positions in the view, half-open. */
+struct pos_range {
+    size_t a, b;
+};
+
+static int cmp_pos_range(const void *x, const void *y)
 {
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
+    const struct pos_range *p = x, *q = y;
+    return p->a < q->a ? -1 : p->a > q->a;
 }
 
 /* First position with uids[pos] >= uid. */
@@ -90,34 +156,29 @@ static size_t lower_bound(const uint32_t *uids, size_t count, uint32_t uid)
 int imap_seqset_resolve(struct mg_arena *arena, const struct imap_seqset *set, bool is_uid,
                         const uint32_t *uids, size_t count, uint32_t **idx_r, size_t *n_r)
 {
-    /* Count first to size the result. */
-    uint64_t total = 0;
+    /* Each range becomes a range of positions; sorted and merged they give
+     * the answer in O(ranges log ranges + count), whatever the overlap
+     * ("1:*,1:*,..." must not cost ranges * count). */
     uint32_t max_uid = count > 0 ? uids[count - 1] : 0;
+    struct pos_range *pr = mg_arena_alloc(arena, (set->count ? set->count : 1) * sizeof(*pr));
+    size_t npr = 0;
     for (size_t i = 0; i < set->count; i++) {
         uint32_t lo = set->ranges[i].lo, hi = set->ranges[i].hi;
+        uint32_t star = is_uid ? max_uid : (uint32_t)count;
+        if (hi == IMAP_SEQ_STAR)
+            hi = star;
+        if (lo == IMAP_SEQ_STAR)
+            lo = star;
+        if (lo > hi) {
+            uint32_t t = lo;
+            lo = hi;
+            hi = t;
+        }
+        size_t a, b;
         if (is_uid) {
-            if (hi == IMAP_SEQ_STAR)
-                hi = max_uid;
-            if (lo == IMAP_SEQ_STAR)
-                lo = max_uid;
-            if (lo > hi) {
-                uint32_t t = lo;
-                lo = hi;
-                hi = t;
-            }
-            size_t a = lower_bound(uids, count, lo);
-            size_t b = lower_bound(uids, count, hi == UINT32_MAX ? hi : hi + 1);
-            total += b - a;
+            a = lower_bound(uids, count, lo);
+            b = hi == UINT32_MAX ? count : lower_bound(uids, count, hi + 1);
         } else {
-            if (hi == IMAP_SEQ_STAR)
-                hi = (uint32_t)count;
-            if (lo == IMAP_SEQ_STAR)
-                lo = (uint32_t)count;
-            if (lo > hi) {
-                uint32_t t = lo;
-                lo = hi;
-                hi = t;
-            }
             if (count == 0) {
                 /* "1:*" in an empty mailbox names nothing; "1" is wrong. */
                 if (set->ranges[i].hi != IMAP_SEQ_STAR)
@@ -126,51 +187,33 @@ int imap_seqset_resolve(struct mg_arena *arena, const struct imap_seqset *set, b
             }
             if (hi > count || lo == 0)
                 return -1;
-            total += hi - lo + 1;
+            a = lo - 1;
+            b = hi;
+        }
+        if (a < b) {
+            pr[npr].a = a;
+            pr[npr].b = b;
+            npr++;
         }
     }
-    if (total > count * (uint64_t)set->count + count)
-        total = count * (uint64_t)set->count + count;
+    if (npr > 1)
+        qsort(pr, npr, sizeof(*pr), cmp_pos_range);
+    size_t w = 0, total = 0;
+    for (size_t r = 0; r < npr; r++) {
+        if (w > 0 && pr[r].a <= pr[w - 1].b) {
+            if (pr[r].b > pr[w - 1].b)
+                pr[w - 1].b = pr[r].b;
+        } else {
+            pr[w++] = pr[r];
+        }
+    }
+    for (size_t r = 0; r < w; r++)
+        total += pr[r].b - pr[r].a;
     uint32_t *idx = mg_arena_alloc(arena, (total ? total : 1) * sizeof(*idx));
     size_t n = 0;
-    for (size_t i = 0; i < set->count; i++) {
-        uint32_t lo = set->ranges[i].lo, hi = set->ranges[i].hi;
-        if (is_uid) {
-            if (hi == IMAP_SEQ_STAR)
-                hi = max_uid;
-            if (lo == IMAP_SEQ_STAR)
-                lo = max_uid;
-            if (lo > hi) {
-                uint32_t t = lo;
-                lo = hi;
-                hi = t;
-            }
-            size_t a = lower_bound(uids, count, lo);
-            size_t b = lower_bound(uids, count, hi == UINT32_MAX ? hi : hi + 1);
-            for (size_t k = a; k < b && n < total; k++)
-                idx[n++] = (uint32_t)k;
-        } else {
-            if (hi == IMAP_SEQ_STAR)
-                hi = (uint32_t)count;
-            if (lo == IMAP_SEQ_STAR)
-                lo = (uint32_t)count;
-            if (lo > hi) {
-                uint32_t t = lo;
-                lo = hi;
-                hi = t;
-            }
-            for (uint32_t k = lo; count > 0 && k <= hi && n < total; k++)
-                idx[n++] = k - 1;
-        }
-    }
-    if (set->count > 1 && n > 1) {
-        qsort(idx, n, sizeof(*idx), cmp_u32);
-        size_t w = 1;
-        for (size_t r = 1; r < n; r++) {
-            if (idx[r] != idx[w - 1])
-                idx[w++] = idx[r];
-        }
-        n = w;
+    for (size_t r = 0; r < w; r++) {
+        for (size_t k = pr[r].a; k < pr[r].b; k++)
+            idx[n++] = (uint32_t)k;
     }
     *idx_r = idx;
     *n_r = n;
@@ -179,18 +222,30 @@ int imap_seqset_resolve(struct mg_arena *arena, const struct imap_seqset *set, b
 
 bool imap_seqset_contains_uid(const struct imap_seqset *set, uint32_t uid, uint32_t max_uid)
 {
-    for (size_t i = 0; i < set->count; i++) {
-        uint32_t lo = set->ranges[i].lo, hi = set->ranges[i].hi;
-        if (hi == IMAP_SEQ_STAR)
-            hi = max_uid;
-        if (lo == IMAP_SEQ_STAR)
-            lo = max_uid;
-        if (lo > hi) {
-            uint32_t t = lo;
-            lo = hi;
-            hi = t;
+    /* Sorted, disjoint ranges first (binary search), then at most two
+     * with '*' (see normalize()). */
+    size_t plain = set->count;
+    while (plain > 0 && set->ranges[plain - 1].hi == IMAP_SEQ_STAR)
+        plain--;
+    size_t lo = 0, hi = plain;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (set->ranges[mid].hi < uid)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < plain && set->ranges[lo].lo <= uid)
+        return true;
+    for (size_t i = plain; i < set->count; i++) {
+        uint32_t a = set->ranges[i].lo == IMAP_SEQ_STAR ? max_uid : set->ranges[i].lo;
+        uint32_t b = max_uid;
+        if (a > b) {
+            uint32_t t = a;
+            a = b;
+            b = t;
         }
-        if (uid >= lo && uid <= hi)
+        if (uid >= a && uid <= b)
             return true;
     }
     return false;
@@ -202,12 +257,14 @@ void imap_seqset_write_uids(struct mg_buf *out, const uint32_t *uids, size_t n)
     bool first = true;
     while (i < n) {
         size_t j = i;
-        while (j + 1 < n && uids[j + 1] == uids[j] + 1)
+        /* Duplicates fold into the run too. */
+        while (j + 1 < n && (uids[j + 1] == uids[j] ||
+                             (uids[j] != UINT32_MAX && uids[j + 1] == uids[j] + 1)))
             j++;
         if (!first)
             mg_buf_append_byte(out, ',');
         first = false;
-        if (j == i)
+        if (uids[j] == uids[i])
             mg_buf_printf(out, "%u", uids[i]);
         else
             mg_buf_printf(out, "%u:%u", uids[i], uids[j]);

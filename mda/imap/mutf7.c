@@ -1,5 +1,6 @@
 #include "mda/imap/mutf7.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "common/buf.h"
@@ -23,19 +24,21 @@ static int mb64_value(char c)
     return -1;
 }
 
-static void flush_shift(struct mg_buf *out, const uint16_t *units, size_t n)
+/* Appends the 16-bit unit u to a base64 shift in progress. */
+static void shift_unit(struct mg_buf *out, uint32_t *bits, int *nbits, uint32_t u)
 {
-    mg_buf_append_byte(out, '&');
-    uint32_t bits = 0;
-    int nbits = 0;
-    for (size_t i = 0; i < n; i++) {
-        bits = (bits << 16) | units[i];
-        nbits += 16;
-        while (nbits >= 6) {
-            nbits -= 6;
-            mg_buf_append_byte(out, mb64[(bits >> nbits) & 63]);
-        }
+    *bits = (*bits << 16) | u;
+    *nbits += 16;
+    while (*nbits >= 6) {
+        *nbits -= 6;
+        mg_buf_append_byte(out, mb64[(*bits >> *nbits) & 63]);
     }
+    *bits &= (1u << *nbits) - 1;
+}
+
+/* Ends a shift: the last bits zero-padded, then '-'. */
+static void shift_end(struct mg_buf *out, uint32_t bits, int nbits)
+{
     if (nbits > 0)
         mg_buf_append_byte(out, mb64[(bits << (6 - nbits)) & 63]);
     mg_buf_append_byte(out, '-');
@@ -43,15 +46,19 @@ static void flush_shift(struct mg_buf *out, const uint16_t *units, size_t n)
 
 int mutf7_encode(const char *utf8, size_t len, struct mg_buf *out)
 {
-    uint16_t units[256];
-    size_t n = 0;
+    /* One shift for each run of non-printable characters, however long:
+     * the decoder refuses adjacent shifts ("&AGE-&AGE-"). */
+    size_t start = out->len;
+    bool in_shift = false;
+    uint32_t bits = 0;
+    int nbits = 0;
     size_t i = 0;
     while (i < len) {
         unsigned char c = (unsigned char)utf8[i];
         if (c >= 0x20 && c <= 0x7e) {
-            if (n > 0) {
-                flush_shift(out, units, n);
-                n = 0;
+            if (in_shift) {
+                shift_end(out, bits, nbits);
+                in_shift = false;
             }
             if (c == '&')
                 mg_buf_append_str(out, "&-");
@@ -62,23 +69,27 @@ int mutf7_encode(const char *utf8, size_t len, struct mg_buf *out)
         }
         uint32_t cp;
         size_t l = mg_utf8_decode(utf8 + i, len - i, &cp);
-        if (l == 0)
+        if (l == 0 || cp == 0) {
+            mg_buf_truncate(out, start);
             return -1;
+        }
         i += l;
-        if (n + 2 > sizeof(units) / sizeof(units[0])) {
-            flush_shift(out, units, n);
-            n = 0;
+        if (!in_shift) {
+            mg_buf_append_byte(out, '&');
+            in_shift = true;
+            bits = 0;
+            nbits = 0;
         }
         if (cp >= 0x10000) {
             cp -= 0x10000;
-            units[n++] = (uint16_t)(0xd800 | (cp >> 10));
-            units[n++] = (uint16_t)(0xdc00 | (cp & 0x3ff));
+            shift_unit(out, &bits, &nbits, 0xd800 | (cp >> 10));
+            shift_unit(out, &bits, &nbits, 0xdc00 | (cp & 0x3ff));
         } else {
-            units[n++] = (uint16_t)cp;
+            shift_unit(out, &bits, &nbits, cp);
         }
     }
-    if (n > 0)
-        flush_shift(out, units, n);
+    if (in_shift)
+        shift_end(out, bits, nbits);
     return 0;
 }
 
@@ -129,8 +140,9 @@ int mutf7_decode(const char *s, size_t len, struct mg_buf *out)
             } else if (u >= 0xdc00 && u <= 0xdfff) {
                 goto bad;
             } else {
-                /* Printable ASCII must not be shifted. */
-                if (u >= 0x20 && u <= 0x7e)
+                /* Printable ASCII must not be shifted; NUL is no
+                 * character of a name. */
+                if ((u >= 0x20 && u <= 0x7e) || u == 0)
                     goto bad;
                 char enc[4];
                 size_t l = mg_utf8_encode(u, enc);
