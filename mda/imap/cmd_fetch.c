@@ -582,7 +582,10 @@ static void fetch_done(struct imap_cmd *cmd)
     struct fetch_state *st = cmd->state;
     cmd->on_drain = NULL;
     cmd->on_cancel = NULL;
-    bool expunged = st->had_expunged;
+    /* UID FETCH skips messages that are gone: their EXPUNGE follows
+     * (Dovecot, RFC 2180 4.1.2). By sequence number the client asked for a
+     * message it still believes in, and is told. */
+    bool expunged = st->had_expunged && !cmd->is_uid;
     fetch_free_state(st);
     if (expunged)
         imap_cmd_finish(cmd, "NO", "[EXPUNGEISSUED] Some of the requested messages no longer exist.");

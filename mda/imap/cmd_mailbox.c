@@ -47,11 +47,9 @@ static enum imap_cmd_result do_select(struct imap_cmd *cmd, bool readonly)
     }
     struct imap_view *v = imap_view_new(s, &m, readonly);
     imap_session_select(s, v);
-    if (!readonly && m.rec.uidnext > 1 && m.rec.uidnext - 1 > m.rec.recent_uid)
-        store_claim_recent(s->user, m.rec.id, m.rec.uidnext - 1, NULL, NULL);
     struct mg_buf out = MG_BUF_INIT;
     imap_view_write_flag_lists(s, &out);
-    mg_buf_printf(&out, "* %zu EXISTS\r\n* %zu RECENT\r\n", v->count, v->recent_count);
+    mg_buf_printf(&out, "* %zu EXISTS\r\n* %zu RECENT\r\n", v->count, v->n_recent);
     if (v->first_unseen != 0)
         mg_buf_printf(&out, "* OK [UNSEEN %zu] First unseen.\r\n", v->first_unseen);
     mg_buf_printf(&out, "* OK [UIDVALIDITY %u] UIDs valid.\r\n", m.rec.uidvalidity);
@@ -549,8 +547,9 @@ static int status_write(struct imap_session *s, struct mg_buf *out, const struct
             mg_buf_printf(out, "UNSEEN %u", m->rec.unseen);
         else if (imap_arg_is_atom(it, "RECENT")) {
             size_t recent = 0;
-            if (m->rec.recent_uid + 1 < m->rec.uidnext)
-                store_msg_list(s->user, m->rec.id, m->rec.recent_uid + 1, UINT32_MAX, count_recent_cb, &recent);
+            uint32_t mark = store_recent_mark(s->user, m->rec.id, m->rec.recent_uid);
+            if (mark + 1 < m->rec.uidnext)
+                store_msg_list(s->user, m->rec.id, mark + 1, UINT32_MAX, count_recent_cb, &recent);
             mg_buf_printf(out, "RECENT %zu", recent);
         } else if (imap_arg_is_atom(it, "SIZE")) {
             mg_buf_printf(out, "SIZE %llu", (unsigned long long)m->rec.bytes);

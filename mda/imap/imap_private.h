@@ -116,8 +116,10 @@ struct imap_view {
     uint32_t *uids;
     size_t count, cap;
     uint64_t modseq;            /* changes up to here are reported */
-    uint32_t recent_above;      /* UIDs above this are \Recent for us */
-    size_t recent_count;
+    /* The messages that are \Recent for this session, sorted (they were
+     * claimed by it: store_claim_recent). */
+    uint32_t *recent;
+    size_t n_recent, cap_recent;
     /* Expunges seen in the index but not reported yet. */
     uint32_t *pending_expunges;
     size_t n_pending_expunges;

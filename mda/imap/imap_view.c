@@ -32,6 +32,31 @@ static int load_uid_cb(const struct index_msg_rec *rec, void *ctx)
     return 0;
 }
 
+/* UIDs come in ascending order. */
+static void view_add_recent(struct imap_view *v, uint32_t uid)
+{
+    if (v->n_recent == v->cap_recent) {
+        v->cap_recent = v->cap_recent ? v->cap_recent * 2 : 16;
+        v->recent = mg_reallocarray(v->recent, v->cap_recent, sizeof(*v->recent));
+    }
+    v->recent[v->n_recent++] = uid;
+}
+
+static long find_u32(const uint32_t *a, size_t n, uint32_t x)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (a[mid] == x)
+            return (long)mid;
+        if (a[mid] < x)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -1;
+}
+
 struct imap_view *imap_view_new(struct imap_session *s, const struct store_mailbox *m,
                                 bool readonly)
 {
@@ -44,9 +69,14 @@ struct imap_view *imap_view_new(struct imap_session *s, const struct store_mailb
      * reported again, never missed. */
     v->modseq = m->rec.highestmodseq;
     store_msg_list(s->user, m->rec.id, 1, UINT32_MAX, load_uid_cb, v);
-    v->recent_above = m->rec.recent_uid;
-    for (size_t i = 0; i < v->count; i++)
-        v->recent_count += v->uids[i] > v->recent_above;
+    /* SELECT takes the \Recent of what it sees; EXAMINE only looks. */
+    uint32_t top = v->count > 0 ? v->uids[v->count - 1] : 0;
+    uint32_t above = readonly ? store_recent_mark(s->user, m->rec.id, m->rec.recent_uid)
+                              : store_claim_recent(s->user, m->rec.id, m->rec.recent_uid, top);
+    for (size_t i = 0; i < v->count; i++) {
+        if (v->uids[i] > above)
+            view_add_recent(v, v->uids[i]);
+    }
     v->watch = store_watch_add(s->user, m->rec.id, view_watch_cb, s);
     char **names;
     unsigned n;
@@ -64,6 +94,7 @@ void imap_view_free(struct imap_view **view)
         return;
     store_watch_remove(&v->watch);
     free(v->uids);
+    free(v->recent);
     free(v->pending_expunges);
     free(v->own);
     free(v);
@@ -72,22 +103,12 @@ void imap_view_free(struct imap_view **view)
 
 long imap_view_find(const struct imap_view *view, uint32_t uid)
 {
-    size_t lo = 0, hi = view->count;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (view->uids[mid] == uid)
-            return (long)mid;
-        if (view->uids[mid] < uid)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return -1;
+    return find_u32(view->uids, view->count, uid);
 }
 
 bool imap_view_is_recent(const struct imap_view *view, uint32_t uid)
 {
-    return uid > view->recent_above;
+    return find_u32(view->recent, view->n_recent, uid) >= 0;
 }
 
 void imap_view_note_own_change(struct imap_view *view, uint32_t uid, uint64_t modseq)
@@ -223,8 +244,12 @@ static void report_expunges(struct imap_session *s, struct mg_buf *out)
         mg_buf_printf(out, "* %ld EXPUNGE\r\n", pos + 1);
         memmove(v->uids + pos, v->uids + pos + 1, (v->count - (size_t)pos - 1) * sizeof(*v->uids));
         v->count--;
-        if (v->pending_expunges[i] > v->recent_above && v->recent_count > 0)
-            v->recent_count--;
+        long r = find_u32(v->recent, v->n_recent, v->pending_expunges[i]);
+        if (r >= 0) {
+            memmove(v->recent + r, v->recent + r + 1,
+                    (v->n_recent - (size_t)r - 1) * sizeof(*v->recent));
+            v->n_recent--;
+        }
     }
     v->n_pending_expunges = 0;
 }
@@ -285,11 +310,16 @@ void imap_view_sync(struct imap_session *s, bool allow_expunge)
                 v->cap = v->count + new_count + 64;
                 v->uids = mg_reallocarray(v->uids, v->cap, sizeof(*v->uids));
             }
+            uint32_t top = c.changed[c.n_changed - 1];
+            /* We were told first: they are \Recent for us, unless another
+             * session was told before. */
+            uint32_t above = v->is_readonly ? store_recent_mark(s->user, v->mailbox_id, m.rec.recent_uid)
+                                            : store_claim_recent(s->user, v->mailbox_id, m.rec.recent_uid, top);
             for (size_t i = 0; i < c.n_changed; i++) {
                 if (c.changed[i] > max_uid) {
                     v->uids[v->count++] = c.changed[i];
-                    if (!v->is_readonly && c.changed[i] > v->recent_above)
-                        v->recent_count++;
+                    if (c.changed[i] > above)
+                        view_add_recent(v, c.changed[i]);
                 }
             }
         }
@@ -308,11 +338,7 @@ void imap_view_sync(struct imap_session *s, bool allow_expunge)
         if (new_count > 0) {
             /* EXISTS counts the messages not yet reported as expunged. */
             mg_buf_printf(&out, "* %zu EXISTS\r\n", v->count);
-            mg_buf_printf(&out, "* %zu RECENT\r\n", v->recent_count);
-            if (!v->is_readonly) {
-                /* We take the new messages' \Recent for us. */
-                store_claim_recent(s->user, v->mailbox_id, v->uids[v->count - 1], NULL, NULL);
-            }
+            mg_buf_printf(&out, "* %zu RECENT\r\n", v->n_recent);
         }
     }
     if (allow_expunge && v->n_pending_expunges > 0)

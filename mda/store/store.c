@@ -200,6 +200,7 @@ void store_user_unref(struct store_user **user)
         return;
     mg_strmap_remove(u->store->users, u->address);
     index_user_unref(u->store->index, &u->iu);
+    free(u->recent);
     free(u->address);
     free(u->root);
     free(u);

@@ -205,11 +205,18 @@ typedef void store_expunge_cb(int status, const char *error, const uint32_t *uid
 void store_expunge(struct store_user *user, uint32_t mailbox_id, const uint32_t *uids,
                    size_t count, bool only_deleted, store_expunge_cb *cb, void *ctx);
 
-/* SELECT: messages above the mailbox's recent mark are \Recent for the
- * caller, who takes them (the mark moves to UIDNEXT-1). */
-typedef void store_recent_cb(int status, uint32_t previous_recent_uid, void *ctx);
-void store_claim_recent(struct store_user *user, uint32_t mailbox_id, uint32_t upto_uid,
-                        store_recent_cb *cb, void *ctx);
+/* \Recent (RFC 3501 2.3.2) belongs to one session: the first that is
+ * told about a message. Claims the messages of mailbox_id up to upto_uid
+ * that nobody claimed yet, and returns the mark before the claim: the
+ * caller's \Recent messages are those above it, up to upto_uid.
+ * index_mark is the mailbox's recent_uid as the caller read it from the
+ * index. The claim holds at once for every session of this process (all
+ * sessions of a user live in one process); the index learns it in the
+ * background. */
+uint32_t store_claim_recent(struct store_user *user, uint32_t mailbox_id, uint32_t index_mark,
+                            uint32_t upto_uid);
+/* The mark without claiming (EXAMINE, STATUS RECENT). */
+uint32_t store_recent_mark(struct store_user *user, uint32_t mailbox_id, uint32_t index_mark);
 
 /* ---- delivery (LMTP) ---- */
 

@@ -1099,9 +1099,6 @@ struct recent_job {
     struct store_user *user;
     uint32_t mailbox_id;
     uint32_t upto;
-    uint32_t previous;
-    store_recent_cb *cb;
-    void *ctx;
 };
 
 static int recent_body(DB_TXN *txn, void *ctx)
@@ -1113,12 +1110,9 @@ static int recent_body(DB_TXN *txn, void *ctx)
     struct index_mailbox_rec mbox;
     if (r == 0)
         r = index_get_mailbox(db, txn, name, true, &mbox);
-    if (r == 0) {
-        j->previous = mbox.recent_uid;
-        if (j->upto > mbox.recent_uid) {
-            mbox.recent_uid = j->upto;
-            r = index_put_mailbox(db, txn, name, &mbox);
-        }
+    if (r == 0 && j->upto > mbox.recent_uid) {
+        mbox.recent_uid = j->upto;
+        r = index_put_mailbox(db, txn, name, &mbox);
     }
     free(name);
     return r;
@@ -1128,28 +1122,54 @@ static void recent_work(struct store_job *job)
 {
     struct recent_job *j = (struct recent_job *)job;
     int r = store_txn_run(job->store, false, recent_body, NULL, j);
-    if (r != 0)
-        store_job_set_error(job, db_error_status(r), "cannot update recent");
+    if (r != 0 && r != DB_NOTFOUND)
+        mg_log_warning("store", "cannot record recent user=%s error=%s", j->user->address,
+                       r > 0 ? strerror(r) : db_strerror(r));
 }
 
 static void recent_after(struct store_job *job)
 {
     struct recent_job *j = (struct recent_job *)job;
-    if (j->cb != NULL)
-        j->cb(job->status, j->previous, j->ctx);
     store_user_unref(&j->user);
     free(j);
 }
 
-void store_claim_recent(struct store_user *user, uint32_t mailbox_id, uint32_t upto_uid,
-                        store_recent_cb *cb, void *ctx)
+static struct store_recent_mark *recent_slot(struct store_user *user, uint32_t mailbox_id)
 {
+    for (size_t i = 0; i < user->n_recent; i++) {
+        if (user->recent[i].mailbox_id == mailbox_id)
+            return &user->recent[i];
+    }
+    user->recent = mg_reallocarray(user->recent, user->n_recent + 1, sizeof(*user->recent));
+    struct store_recent_mark *m = &user->recent[user->n_recent++];
+    m->mailbox_id = mailbox_id;
+    m->mark = 0;
+    return m;
+}
+
+uint32_t store_recent_mark(struct store_user *user, uint32_t mailbox_id, uint32_t index_mark)
+{
+    for (size_t i = 0; i < user->n_recent; i++) {
+        if (user->recent[i].mailbox_id == mailbox_id && user->recent[i].mark > index_mark)
+            return user->recent[i].mark;
+    }
+    return index_mark;
+}
+
+uint32_t store_claim_recent(struct store_user *user, uint32_t mailbox_id, uint32_t index_mark,
+                            uint32_t upto_uid)
+{
+    struct store_recent_mark *m = recent_slot(user, mailbox_id);
+    uint32_t previous = m->mark > index_mark ? m->mark : index_mark;
+    if (upto_uid <= previous)
+        return previous;
+    /* Taken now, on the loop: the next session to ask sees it at once. */
+    m->mark = upto_uid;
     struct recent_job *j = mg_calloc(1, sizeof(*j));
     j->user = user;
     store_user_ref(user);
     j->mailbox_id = mailbox_id;
     j->upto = upto_uid;
-    j->cb = cb;
-    j->ctx = ctx;
     store_job_start(user->store, &j->job, recent_work, recent_after);
+    return previous;
 }

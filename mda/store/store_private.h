@@ -28,6 +28,9 @@ struct store_user {
     struct index_user *iu;
     uint64_t quota_bytes;
     int refcount;
+    /* \Recent marks claimed in this process (store_claim_recent). */
+    struct store_recent_mark { uint32_t mailbox_id, mark; } *recent;
+    size_t n_recent;
 };
 
 struct store_watch {
