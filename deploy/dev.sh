@@ -69,6 +69,19 @@ listen = 127.0.0.1:$imaps_port
 
 [lmtp]
 socket = $dev/lmtp.sock
+
+[mta]
+user =
+group =
+queue_dir = $dev/spool
+submit_socket = $dev/submit.sock
+control_socket = $dev/mgsmtpd.ctl
+
+[smtp]
+listen = 127.0.0.1:$smtp_port
+
+[submission]
+listen = 127.0.0.1:$submissions_port
 CONF
 
 if [ ! -x "$bin/mgadm" ]; then
