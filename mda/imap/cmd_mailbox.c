@@ -282,6 +282,7 @@ struct list_entry {
     bool subscribed;
     bool has_children;
     bool child_subscribed;
+    bool is_lsub_parent;  /* LSUB %: shown for a subscribed child */
     uint8_t special_use;
 };
 
@@ -331,7 +332,9 @@ static void list_write(struct imap_cmd *cmd, struct mg_buf *out, const struct li
     bool lsub = opts & LIST_LSUB;
     mg_buf_printf(out, "* %s (", lsub ? "LSUB" : "LIST");
     size_t start = out->len;
-    if (!e->exists)
+    if (e->is_lsub_parent)
+        mg_buf_append_str(out, "\\Noselect ");
+    else if (!e->exists)
         mg_buf_append_str(out, (opts & (LIST_SEL_SUBSCRIBED | LIST_LSUB)) && e->subscribed ? "\\NonExistent " : "\\Noselect ");
     if (!lsub) {
         mg_buf_append_str(out, e->has_children ? "\\HasChildren " : "\\HasNoChildren ");
@@ -402,6 +405,58 @@ static int entry_cmp(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
+/* Whether name matches one of the patterns (with the reference before
+ * each, as modified UTF-7 unless UTF-8 was enabled). */
+static bool list_matches(struct imap_session *s, const char *ref, size_t ref_len,
+                         const struct imap_arg *pats, size_t n_pats, const char *name)
+{
+    bool matched = false;
+    for (size_t p = 0; p < n_pats && !matched; p++) {
+        const char *pat;
+        size_t plen;
+        if (!imap_arg_get_astring(&pats[p], &pat, &plen))
+            continue;
+        struct mg_buf full = MG_BUF_INIT;
+        struct mg_buf enc = MG_BUF_INIT;
+        mg_buf_append(&enc, ref, ref_len);
+        mg_buf_append(&enc, pat, plen);
+        if (s->utf8_enabled || mutf7_decode(enc.data, enc.len, &full) < 0) {
+            mg_buf_reset(&full);
+            mg_buf_append(&full, enc.data, enc.len);
+        }
+        matched = pattern_match(mg_buf_cstr(&full), name);
+        mg_buf_free(&full);
+        mg_buf_free(&enc);
+    }
+    return matched;
+}
+
+/* RFC 3501 6.3.9: when "foo/bar" is subscribed and "foo" is not, LSUB "%"
+ * returns "foo" with \Noselect (and not "foo/bar"). */
+static void lsub_add_parents(struct imap_session *s, struct list_all *all, const char *ref,
+                             size_t ref_len, const struct imap_arg *pats, size_t n_pats)
+{
+    size_t n = all->n;
+    for (size_t i = 0; i < n; i++) {
+        if (!all->items[i].subscribed ||
+            list_matches(s, ref, ref_len, pats, n_pats, all->items[i].name))
+            continue;
+        char parent[MAILBOX_NAME_MAX + 1];
+        snprintf(parent, sizeof(parent), "%s", all->items[i].name);
+        char *sep;
+        while ((sep = strrchr(parent, MAILBOX_SEPARATOR)) != NULL) {
+            *sep = '\0';
+            if (!list_matches(s, ref, ref_len, pats, n_pats, parent))
+                continue;
+            /* list_add may move the array: look the entry up again. */
+            struct list_entry *e = list_add(all, parent);
+            if (!e->subscribed)
+                e->is_lsub_parent = true;
+            break;
+        }
+    }
+}
+
 static enum imap_cmd_result do_list(struct imap_cmd *cmd, unsigned opts)
 {
     struct imap_session *s = cmd->s;
@@ -453,6 +508,8 @@ static enum imap_cmd_result do_list(struct imap_cmd *cmd, unsigned opts)
     store_mailbox_list(s->user, list_mailbox_cb, &all);
     if (opts & (LIST_SEL_SUBSCRIBED | LIST_LSUB | LIST_RET_SUBSCRIBED))
         store_subscription_list(s->user, list_sub_cb, &all);
+    if (opts & LIST_LSUB)
+        lsub_add_parents(s, &all, ref, ref_len, pats, n_pats);
     for (size_t i = 0; i < all.n; i++) {
         for (size_t k = 0; k < all.n; k++) {
             if (k != i && mailbox_name_is_child(all.items[i].name, all.items[k].name)) {
@@ -467,31 +524,14 @@ static enum imap_cmd_result do_list(struct imap_cmd *cmd, unsigned opts)
         qsort(all.items, all.n, sizeof(*all.items), entry_cmp);
     for (size_t i = 0; i < all.n; i++) {
         struct list_entry *e = &all.items[i];
-        if ((opts & (LIST_SEL_SUBSCRIBED | LIST_LSUB)) && !e->subscribed &&
+        if ((opts & (LIST_SEL_SUBSCRIBED | LIST_LSUB)) && !e->subscribed && !e->is_lsub_parent &&
             !((opts & LIST_SEL_RECURSIVEMATCH) && e->child_subscribed))
             continue;
         if (!(opts & (LIST_SEL_SUBSCRIBED | LIST_LSUB)) && !e->exists)
             continue;
         if ((opts & LIST_SEL_SPECIAL_USE) && e->special_use == STORE_SPECIAL_NONE)
             continue;
-        bool matched = false;
-        for (size_t p = 0; p < n_pats && !matched; p++) {
-            const char *pat;
-            size_t plen;
-            if (!imap_arg_get_astring(&pats[p], &pat, &plen))
-                continue;
-            struct mg_buf full = MG_BUF_INIT;
-            struct mg_buf enc = MG_BUF_INIT;
-            mg_buf_append(&enc, ref, ref_len);
-            mg_buf_append(&enc, pat, plen);
-            if (s->utf8_enabled || mutf7_decode(enc.data, enc.len, &full) < 0) {
-                mg_buf_reset(&full);
-                mg_buf_append(&full, enc.data, enc.len);
-            }
-            matched = pattern_match(mg_buf_cstr(&full), e->name);
-            mg_buf_free(&full);
-            mg_buf_free(&enc);
-        }
+        bool matched = list_matches(s, ref, ref_len, pats, n_pats, e->name);
         if (matched)
             list_write(cmd, &out, e, opts, status_items);
         if (out.len > 65536) {

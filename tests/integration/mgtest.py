@@ -195,6 +195,7 @@ class Server:
         self.log_file = open(self.log_path, "ab")
         self.log_file.write(b"==== start ====\n")
         self.log_file.flush()
+        log_start = self.log_file.tell()
         # A new session: kill9() reaches mgauthd (and its child) through
         # the process group.
         self.proc = subprocess.Popen([MGIMAPD, "-c", self.conf_path], stdin=subprocess.DEVNULL,
@@ -207,14 +208,20 @@ class Server:
                 code = self.proc.returncode
                 self.proc = None
                 raise ServerError(f"mgimapd exited with {code} at start:\n{self.log_tail()}")
-            if self._ready():
+            if self._ready(log_start):
                 return
             if time.monotonic() > deadline:
                 self.kill9()
                 raise ServerError(f"mgimapd not ready after {START_TIMEOUT}s:\n{self.log_tail()}")
             time.sleep(0.05)
 
-    def _ready(self):
+    def _ready(self, log_start):
+        # Listening sockets accept before the daemon runs its loop: wait for
+        # its "ready" line (signal handlers are in place by then).
+        with open(self.log_path, "rb") as f:
+            f.seek(log_start)
+            if b"mgimapd: ready" not in f.read():
+                return False
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=1):
                 pass
