@@ -22,20 +22,20 @@ struct mg_userdb;
 #define MGADM_EXIT_USAGE 2 /* bad command line */
 
 #define MGADM_DEFAULT_CONFIG "/etc/mailgenic/mailgenic.conf"
-#define MGADM_DEFAULT_USERDB "/var/lib/mailgenic/userdb"
 
 /* Room for a password of MG_PASSWORD_MAX bytes, its line end and a NUL. */
 #define MGADM_PASSWORD_BUF (MG_PASSWORD_MAX + 2)
 
 struct mgadm_config {
+    struct mg_settings *settings; /* the whole file (common/settings.h) */
     char *userdb_path;
     char *recipient_delimiter;
 };
 
-/* Reads [userdb] path and recipient_delimiter from a mailgenic.conf.
- * A missing file is fine unless is_required (an explicit -c). Fills
- * defaults for what the file does not say. Returns 0, or -1 with a reason
- * (to free) in *error_r. */
+/* Reads the configuration with the shared settings module: the same
+ * checks as the daemons (unknown keys and bad values are errors). A
+ * missing file is fine unless is_required (an explicit -c): the defaults
+ * apply. Returns 0, or -1 with a reason (to free) in *error_r. */
 int mgadm_config_load(const char *path, bool is_required, struct mgadm_config *config_r,
                       char **error_r);
 void mgadm_config_clear(struct mgadm_config *config);
@@ -98,6 +98,7 @@ extern const struct mgadm_cmd mgadm_user_cmds[];
 extern const struct mgadm_cmd mgadm_alias_cmds[];
 extern const struct mgadm_cmd mgadm_auth_cmds[];
 extern const struct mgadm_cmd mgadm_resolve_cmds[];
+extern const struct mgadm_cmd mgadm_config_cmds[];
 
 /* Prints "mgadm: <text>" on stderr; returns MGADM_EXIT_FAIL. */
 int mgadm_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

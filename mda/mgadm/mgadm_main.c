@@ -28,6 +28,7 @@ static const struct {
     { "alias", mgadm_alias_cmds },
     { "auth", mgadm_auth_cmds },
     { "resolve", mgadm_resolve_cmds },
+    { "config", mgadm_config_cmds },
 };
 
 #define N_OBJECTS (sizeof(mgadm_objects) / sizeof(mgadm_objects[0]))

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "common/ascii.h"
+#include "common/settings.h"
 
 int mgadm_fail(const char *fmt, ...)
 {
@@ -35,34 +36,14 @@ int mgadm_usage_error(const struct mgadm_cmd *cmd, const char *fmt, ...)
     return MGADM_EXIT_USAGE;
 }
 
-static const char size_suffixes[] = "KMGT";
-
 int mgadm_size_parse(const char *text, uint64_t *bytes_r)
 {
     if (mg_ascii_strcasecmp(text, "unlimited") == 0) {
         *bytes_r = 0;
         return 0;
     }
-    uint64_t v = 0;
-    const char *p = text;
-    if (*p < '0' || *p > '9')
-        return -1;
-    for (; *p >= '0' && *p <= '9'; p++) {
-        if (v > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
-            return -1;
-        v = v * 10 + (uint64_t)(*p - '0');
-    }
-    if (*p != '\0') {
-        const char *s = strchr(size_suffixes, mg_ascii_toupper(*p));
-        if (s == NULL || p[1] != '\0')
-            return -1;
-        unsigned shift = 10 * (unsigned)(s - size_suffixes + 1);
-        if (v > (UINT64_MAX >> shift))
-            return -1;
-        v <<= shift;
-    }
-    *bytes_r = v;
-    return 0;
+    /* The configuration's size syntax: one way to write sizes. */
+    return mg_settings_parse_size(text, bytes_r);
 }
 
 void mgadm_size_format(uint64_t bytes, char *buf, size_t size)
@@ -79,7 +60,7 @@ void mgadm_size_format(uint64_t bytes, char *buf, size_t size)
     if (unit == 0)
         snprintf(buf, size, "%" PRIu64, bytes);
     else
-        snprintf(buf, size, "%" PRIu64 "%c", bytes, size_suffixes[unit - 1]);
+        snprintf(buf, size, "%" PRIu64 "%c", bytes, "KMGT"[unit - 1]);
 }
 
 void mgadm_time_format(int64_t t, char *buf, size_t size)

@@ -45,9 +45,9 @@ class MgadmTestCase(unittest.TestCase):
     def write_conf(self, extra=""):
         with open(self.conf, "w") as f:
             f.write("# test configuration\n"
-                    "hostname = mx.example.test  # other sections are ignored\n"
+                    "hostname = mx.example.test  # the daemons' keys are checked too\n"
                     "[imap]\n"
-                    "banner = \"a # b\"\n"
+                    "listen = \"127.0.0.1:993\"  # quoted\n"
                     "[userdb]\n"
                     f"path = {self.userdb}\n" + extra)
 
@@ -334,6 +334,20 @@ class TestDirectory(MgadmTestCase):
             f.write("[userdb]\nthis line is wrong\n")
         line = self.fails(1, "domain", "list")
         self.assertIn(f"{self.conf}:2:", line)
+        # The whole file is checked as the daemons check it.
+        with open(self.conf, "w") as f:
+            f.write(f"[userdb]\npath = {other}\n[imap]\nno_such_key = 1\n")
+        line = self.fails(1, "domain", "list")
+        self.assertIn(f"{self.conf}:4: unknown key 'no_such_key' in [imap]", line)
+        r = self.mgadm("config", "check")
+        self.assertEqual(r.returncode, 1)
+        with open(self.conf, "w") as f:
+            f.write(f"[userdb]\npath = {other}\n")
+        r = self.mgadm("config", "check")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("valid", r.stdout)
+        r = self.mgadm("config", "dump")
+        self.assertIn(f"path = {other}", r.stdout)
 
     def test_concurrent_runs(self):
         """mgadm is safe while other processes use the directory."""
