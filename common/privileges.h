@@ -10,11 +10,12 @@
 int mg_privileges_lookup(const char *user, const char *group, uid_t *uid_r, gid_t *gid_r,
                          char **error_r);
 
-/* When running as root: switches to user and group for good (supplementary
- * groups: only those the user is a member of, from /etc/group), then checks
- * that root cannot be regained. user NULL or "": stay as we are (for
- * development; callers warn when that leaves them root). Not root and a
- * user named: fine if we already are that user, an error otherwise. */
+/* Switches to user and group for good (supplementary groups: those the
+ * user is a member of, from /etc/group) when we are not them yet (as root,
+ * or with CAP_SETUID/CAP_SETGID from systemd), then drops every capability
+ * and sets no-new-privileges, and checks that root cannot be regained.
+ * user NULL or "": stay as we are (for development; callers warn when
+ * that leaves them root). */
 int mg_privileges_drop(const char *user, const char *group, char **error_r);
 
 #endif

@@ -196,14 +196,15 @@ int main(int argc, char **argv)
     if (mg_listener_unix_socket(settings->auth.socket, settings->auth.socket_mode,
                                 settings->auth.socket_group, &fd, &error) != 0)
         mg_log_fatal("mgauthd", "%s", error);
-    /* The socket file must belong to us after the switch, so that a later
-     * start (as ourselves) can replace it. */
-    if (geteuid() == 0 && settings->auth.user[0] != '\0') {
+    /* The socket file should belong to us after the switch, so that a
+     * later start (as ourselves) can replace it. Only root can give it
+     * away; under systemd the runtime directory is made anew anyway. */
+    if (settings->auth.user[0] != '\0') {
         uid_t uid;
         gid_t gid;
         if (mg_privileges_lookup(settings->auth.user, settings->auth.group, &uid, &gid, &error) != 0)
             mg_log_fatal("mgauthd", "%s", error);
-        if (chown(settings->auth.socket, uid, (gid_t)-1) != 0)
+        if (chown(settings->auth.socket, uid, (gid_t)-1) != 0 && geteuid() == 0)
             mg_log_fatal("mgauthd", "cannot chown %s: %s", settings->auth.socket, strerror(errno));
     }
     if (mg_privileges_drop(settings->auth.user, settings->auth.group, &error) != 0)
