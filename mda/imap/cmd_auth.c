@@ -4,8 +4,10 @@
  * is no LOGINDISABLED. */
 #include "mda/imap/imap_cmds.h"
 
+#include <stdlib.h>
 #include <string.h>
 
+#include "common/alloc.h"
 #include "common/arena.h"
 #include "common/base64.h"
 #include "common/password.h"
@@ -25,23 +27,33 @@ enum imap_cmd_result cmd_login(struct imap_cmd *cmd)
         imap_cmd_finish(cmd, "NO", "[AUTHENTICATIONFAILED] Authentication failed.");
         return IMAP_CMD_DONE;
     }
-    enum imap_cmd_result r = imap_session_login(cmd, "", user, pass);
-    /* The arena copy, and the command text it came from. */
+    /* imap_session_login may answer (and free the command with its
+     * arena) before it returns: the password goes on in a copy, and the
+     * arena copy and the command text it came from are wiped first. */
+    char *copy = mg_strndup(pass, plen);
     mg_password_wipe((char *)pass, plen);
     mg_password_wipe(cmd->s->cmd_text.data, cmd->s->cmd_text.len);
+    enum imap_cmd_result r = imap_session_login(cmd, "", user, copy);
+    mg_password_wipe(copy, plen);
+    free(copy);
     return r;
 }
 
 /* Decodes a PLAIN response "authzid NUL authcid NUL password" and logs
- * in. */
-static enum imap_cmd_result sasl_plain(struct imap_cmd *cmd, const char *b64, size_t len)
+ * in. b64 (in the command's arena) is wiped before anything else happens:
+ * an answer frees the arena. */
+static enum imap_cmd_result sasl_plain(struct imap_cmd *cmd, char *b64, size_t len)
 {
-    if (len == 1 && b64[0] == '*') {
+    bool is_cancel = len == 1 && b64[0] == '*';
+    struct mg_buf raw = MG_BUF_INIT;
+    bool is_bad = !is_cancel && ((len == 1 && b64[0] == '=') || mg_base64_decode(b64, len, &raw) < 0);
+    mg_password_wipe(b64, len);
+    if (is_cancel) {
         imap_cmd_finish(cmd, "BAD", "Authentication cancelled.");
         return IMAP_CMD_DONE;
     }
-    struct mg_buf raw = MG_BUF_INIT;
-    if ((len == 1 && b64[0] == '=') || mg_base64_decode(b64, len, &raw) < 0) {
+    if (is_bad) {
+        mg_password_wipe(raw.data, raw.len);
         mg_buf_free(&raw);
         imap_cmd_finish(cmd, "BAD", "Invalid base64 in SASL response.");
         return IMAP_CMD_DONE;
@@ -73,7 +85,6 @@ static void auth_continuation(struct imap_cmd *cmd, const char *line, size_t len
     /* The line is still in the input buffer: wipe it there too. */
     mg_password_wipe((char *)line, len);
     sasl_plain(cmd, copy, len);
-    mg_password_wipe(copy, len);
 }
 
 static bool auth_wait_cancel(struct imap_cmd *cmd)
@@ -99,10 +110,8 @@ enum imap_cmd_result cmd_authenticate(struct imap_cmd *cmd)
             imap_cmd_bad(cmd, "Invalid initial response");
             return IMAP_CMD_DONE;
         }
-        enum imap_cmd_result r = sasl_plain(cmd, ir, irlen);
-        mg_password_wipe((char *)ir, irlen);
         mg_password_wipe(cmd->s->cmd_text.data, cmd->s->cmd_text.len);
-        return r;
+        return sasl_plain(cmd, (char *)ir, irlen);
     }
     /* No initial response: an empty challenge, the answer comes as the
      * next line. */

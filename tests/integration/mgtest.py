@@ -474,7 +474,7 @@ class RawIMAP:
     def ok(self, text):
         untagged, tagged = self.command(text)
         if not re.match(rb"^\S+ OK", tagged):
-            raise AssertionError(f"{text!r}: {tagged!r} (untagged {untagged!r})")
+            raise AssertionError(f"{short(text)}: {tagged!r} (untagged {short(untagged)})")
         return untagged, tagged
 
     def login(self, user, password):
@@ -499,6 +499,12 @@ class RawIMAP:
         self.send(message + b"\r\n")
         u, tagged = self.read_until_tagged(tag)
         return untagged + u, tagged
+
+
+def short(x, n=300):
+    """A long value cut for a failure message."""
+    r = repr(x)
+    return r if len(r) <= n else r[:n] + f"... ({len(r)} chars)"
 
 
 def quote(s):
