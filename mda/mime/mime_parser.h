@@ -5,7 +5,8 @@
  * exact byte offset into the data it was given; lines may end in CR LF or
  * in a bare LF. The rules are Dovecot's (lib-mail/message-parser.c):
  *  - a part is MIME when it has MIME-Version or Content-Type, or is a child
- *    of a multipart; otherwise its Content-* fields are ignored;
+ *    of a multipart; otherwise its Content-* fields are ignored; of each
+ *    Content-* field only the first counts;
  *  - no (or an invalid) Content-Type means text/plain; charset=us-ascii,
  *    and message/rfc822 for a child of multipart/digest;
  *  - a boundary line is "--" + boundary at the start of a line; what
@@ -14,7 +15,8 @@
  *    match, the longest one wins, so an inner boundary that is a prefix of
  *    an outer one works;
  *  - the line break before a boundary line belongs to the boundary, not to
- *    the part before it; preamble and epilogue belong to the multipart's
+ *    the part before it (the one after a close delimiter stays with the
+ *    closed multipart); preamble and epilogue belong to the multipart's
  *    body only;
  *  - a boundary of an enclosing multipart ends every part inside it (a
  *    missing close delimiter); a missing final boundary runs to the end;
