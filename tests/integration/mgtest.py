@@ -358,16 +358,34 @@ class Server:
         return c
 
     def lmtp_deliver(self, rcpts, msg, sender="sender@remote.test"):
-        """Delivers msg (bytes) to rcpts over LMTP; returns smtplib's
-        dict of refused recipients (empty when all took it)."""
+        """Delivers msg (bytes) to rcpts in one LMTP transaction; returns
+        {recipient: (code, text)} of those refused at RCPT or after DATA
+        (empty when all took it). smtplib reads one reply after DATA; LMTP
+        sends one per accepted recipient (RFC 2033 4.2), read here."""
         if isinstance(rcpts, str):
             rcpts = [rcpts]
         rcpts = [self.address(r) for r in rcpts]
+        refused = {}
         with self.lmtp() as c:
-            try:
-                return c.sendmail(sender, rcpts, msg)
-            except smtplib.SMTPRecipientsRefused as e:
-                return e.recipients
+            code, text = c.mail(sender)
+            if code != 250:
+                raise ServerError(f"MAIL FROM: {code} {text!r}")
+            accepted = []
+            for r in rcpts:
+                code, text = c.rcpt(r)
+                if code in (250, 251):
+                    accepted.append(r)
+                else:
+                    refused[r] = (code, text)
+            if not accepted:
+                c.rset()
+                return refused
+            replies = [c.data(msg)]
+            replies += [c.getreply() for _ in accepted[1:]]
+            for r, (code, text) in zip(accepted, replies):
+                if code != 250:
+                    refused[r] = (code, text)
+        return refused
 
 
 class RawIMAP:
