@@ -22,14 +22,19 @@ static long days_from_civil(long y, unsigned m, unsigned d)
 void imap_date_format_datetime(time_t t, char out[IMAP_DATETIME_SIZE])
 {
     struct tm tm;
-    localtime_r(&t, &tm);
+    if (localtime_r(&t, &tm) == NULL || tm.tm_year + 1900 < 0 || tm.tm_year + 1900 > 9999) {
+        /* date-year is 4DIGIT: times outside it show as its ends. */
+        snprintf(out, IMAP_DATETIME_SIZE, "%s",
+                 t < 0 ? " 1-Jan-0000 00:00:00 +0000" : "31-Dec-9999 23:59:59 +0000");
+        return;
+    }
     long off = tm.tm_gmtoff;
     char sign = off < 0 ? '-' : '+';
     if (off < 0)
         off = -off;
     char tmp[96];
     snprintf(tmp, sizeof(tmp), "%2d-%s-%04d %02d:%02d:%02d %c%02ld%02ld", tm.tm_mday,
-             months[tm.tm_mon % 12], (tm.tm_year + 1900) % 10000, tm.tm_hour, tm.tm_min,
+             months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
              tm.tm_sec, sign, (off / 3600) % 100, (off / 60) % 60);
     snprintf(out, IMAP_DATETIME_SIZE, "%.26s", tmp);
 }
@@ -118,7 +123,8 @@ int imap_date_parse_datetime(const char *s, size_t len, time_t *t_r)
     if (digits(p + 1, 2, &hh) < 0 || digits(p + 4, 2, &mm) < 0 || digits(p + 7, 2, &ss) < 0 ||
         digits(p + 11, 2, &zh) < 0 || digits(p + 13, 2, &zm) < 0)
         return -1;
-    if (hh > 23 || mm > 59 || ss > 60 || zm > 59)
+    /* Real zones are within a day of UTC. */
+    if (hh > 23 || mm > 59 || ss > 60 || zh > 23 || zm > 59)
         return -1;
     long zone = (zh * 3600L + zm * 60L) * (p[10] == '-' ? -1 : 1);
     long days = days_from_civil(y, (unsigned)m, (unsigned)d);

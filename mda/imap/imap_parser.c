@@ -147,10 +147,15 @@ static int parse_atom(struct parser *ps, struct imap_arg *arg)
                 if (d < 0x20 || d >= 0x7f)
                     break;
                 if (in_quote) {
-                    if (d == '\\' && ps->p + 1 < ps->end)
+                    if (d == '\\') {
+                        /* The escaped byte must pass the same test. */
+                        if (ps->p + 1 >= ps->end || (unsigned char)ps->p[1] < 0x20 ||
+                            (unsigned char)ps->p[1] >= 0x7f)
+                            break;
                         ps->p++;
-                    else if (d == '"')
+                    } else if (d == '"') {
                         in_quote = false;
+                    }
                 } else if (d == '"') {
                     in_quote = true;
                 } else if (d == '[') {

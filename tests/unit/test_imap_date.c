@@ -33,7 +33,31 @@ static const struct {
     { "EST5EDT,M3.2.0,M11.1.0", 1700000000, "14-Nov-2023 17:13:20 -0500" },
     { "<+1245>-12:45", 1700000000, "15-Nov-2023 10:58:20 +1245" },
     { "UTC0", 253402300799, "31-Dec-9999 23:59:59 +0000" },
+    { "UTC0", -62167219200, " 1-Jan-0000 00:00:00 +0000" },
 };
+
+/* Times outside years 0000-9999 show as the ends of that range. */
+static void test_format_clamp(void **state)
+{
+    (void)state;
+    char out[IMAP_DATETIME_SIZE];
+    setenv("TZ", "UTC0", 1);
+    tzset();
+    imap_date_format_datetime(253402300800, out);
+    assert_string_equal(out, "31-Dec-9999 23:59:59 +0000");
+    imap_date_format_datetime((time_t)1 << 50, out);
+    assert_string_equal(out, "31-Dec-9999 23:59:59 +0000");
+    imap_date_format_datetime(-62167219201, out);
+    assert_string_equal(out, " 1-Jan-0000 00:00:00 +0000");
+    imap_date_format_datetime(-((time_t)1 << 50), out);
+    assert_string_equal(out, " 1-Jan-0000 00:00:00 +0000");
+    setenv("TZ", "IST-5:30", 1);
+    tzset();
+    imap_date_format_datetime(253402300799, out);
+    assert_string_equal(out, "31-Dec-9999 23:59:59 +0000");
+    unsetenv("TZ");
+    tzset();
+}
 
 static void test_format(void **state)
 {
@@ -93,6 +117,10 @@ static const struct {
     { "14-Nov-2023 22:13:20 +000", -1, 0 },
     { "14-Nov-2023 22:13:20 +00000", -1, 0 },
     { "14-Nov-2023 22:13:20 +0060", -1, 0 },
+    { "14-Nov-2023 22:13:20 +2400", -1, 0 },
+    { "14-Nov-2023 22:13:20 -9959", -1, 0 },
+    { "15-Nov-2023 22:12:20 +2359", 0, 1700000000 },
+    { "14-Nov-2023 22:12:20 -0001", 0, 1700000000 },
     { "14-Nov-2023 22:13:20 +00:0", -1, 0 },
     { "14-Nov-2023 22:13:20 GMT", -1, 0 },
     { "14-Nov-2023 24:00:00 +0000", -1, 0 },
@@ -234,6 +262,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_format),
+        cmocka_unit_test(test_format_clamp),
         cmocka_unit_test(test_parse_datetime),
         cmocka_unit_test(test_parse_date),
         cmocka_unit_test(test_days),

@@ -140,6 +140,10 @@ static const struct args_case args_cases[] = {
     { "BODY[a\r\nb]", 0, NULL, "Missing ']'" },
     { "BODY[a\tb]", 0, NULL, "Missing ']'" },
     { "BODY[a\0b]", 9, NULL, "Missing ']'" },
+    /* an escaped byte inside a quoted name is checked too (fuzz_imap_parser) */
+    { "BODY[(\"a\\\0\")]", 13, NULL, "Missing ']'" },
+    { "BODY[(\"a\\\xff\")]", 0, NULL, "Missing ']'" },
+    { "BODY[(\"a\\\"\")]", 0, "BODY[(\"a\\\"\")]", NULL },
     /* quoted strings */
     { "\"hello world\"", 0, "\"hello world\"", NULL },
     { "\"\"", 0, "\"\"", NULL },

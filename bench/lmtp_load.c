@@ -1,0 +1,558 @@
+/* lmtp_load: delivers M messages of a given size over N parallel LMTP (or
+ * SMTP) sessions, to recipients from a pattern ("user%d@domain" over a
+ * range), and reports messages per second and latency percentiles.
+ *
+ * A message's latency runs from its MAIL FROM to the last reply after its
+ * final dot. Commands are pipelined when the server offers PIPELINING.
+ * The last line of output is machine-readable (RESULT key=value ...). */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "bench/bench_common.h"
+#include "common/alloc.h"
+#include "common/buf.h"
+#include "common/conn.h"
+#include "common/log.h"
+
+#define MAX_RCPTS_PER_MESSAGE 100
+#define ADDR_MAX 256
+
+struct options {
+    const char *unix_path;
+    const char *host;
+    const char *port;
+    bool is_smtp;
+    unsigned sessions;
+    uint64_t messages;
+    uint64_t size;
+    const char *rcpt_pattern;
+    unsigned range_lo, range_hi;
+    unsigned rcpts_per_message;
+    const char *from;
+    bool no_pipelining;
+    uint64_t timeout_ms;
+    bool is_quiet;
+};
+
+struct load {
+    uv_loop_t *loop;
+    struct options opt;
+    struct sockaddr_storage addr;
+    char target[300];
+    char *body;             /* the part of every message after its headers */
+    size_t body_len;
+    uint64_t next;          /* next message to start */
+    uint64_t rcpt_cursor;   /* next recipient number, in turn over the range */
+    uint64_t msg_ok, msg_failed, rcpt_ok, rcpt_failed, bytes;
+    unsigned sessions_open;
+    bool has_error_text;
+    char error_text[300];
+    struct bench_stats latency;
+    uint64_t start_ns, end_ns;
+};
+
+enum step {
+    STEP_GREETING,
+    STEP_HELLO,
+    STEP_MAIL,
+    STEP_RCPT,
+    STEP_DATA,
+    STEP_DOT,
+    STEP_QUIT,
+};
+
+struct session {
+    struct load *load;
+    struct mg_conn *conn;
+    enum step step;
+    bool is_pipelining;
+    bool is_done;
+    /* the transaction in flight */
+    char rcpts[MAX_RCPTS_PER_MESSAGE][ADDR_MAX];
+    unsigned n_rcpts;
+    unsigned rcpt_replies;  /* RCPT replies received */
+    unsigned rcpt_accepted;
+    unsigned dot_replies;   /* replies received after the dot */
+    bool is_failed;
+    uint64_t msg_index;
+    uint64_t msg_start_ns;
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: lmtp_load (-u PATH | -H HOST -p PORT) [options]\n"
+            "\n"
+            "Delivers messages over parallel LMTP sessions and reports messages per second\n"
+            "and latency percentiles. Works against any LMTP (or, with --smtp, SMTP) server.\n"
+            "\n"
+            "  -u, --unix PATH              connect to a UNIX socket\n"
+            "  -H, --host HOST              connect over TCP (plaintext) to HOST ...\n"
+            "  -p, --port PORT              ... and PORT\n"
+            "      --smtp                   speak SMTP (EHLO, one reply after the dot)\n"
+            "  -c, --sessions N             parallel sessions (default 4)\n"
+            "  -n, --messages M             messages in total (default 10000)\n"
+            "  -s, --size BYTES             size of each message (default 5120)\n"
+            "  -r, --rcpt PATTERN           recipients, %%d replaced by a number\n"
+            "                               (default user%%d@bench.test)\n"
+            "  -R, --range A-B              the numbers, taken in turn (default 1-100)\n"
+            "  -k, --rcpts-per-message K    recipients per message (default 1)\n"
+            "  -f, --from ADDRESS           envelope sender (default bench@lmtp-load.test)\n"
+            "      --no-pipelining          one command at a time even if PIPELINING is offered\n"
+            "      --timeout SECONDS        give up on a silent server after this (default 60)\n"
+            "  -q, --quiet                  print only the RESULT line\n"
+            "  -h, --help                   this text\n"
+            "\n"
+            "Output ends with: RESULT messages=M ok=... failed=... seconds=... rate=...\n"
+            "deliveries_rate=... p50_ms=... p90_ms=... p99_ms=... max_ms=... client_cpu=...\n");
+}
+
+static void parse_options(struct load *l, int argc, char **argv)
+{
+    struct options *o = &l->opt;
+    *o = (struct options){
+        .sessions = 4,
+        .messages = 10000,
+        .size = 5120,
+        .rcpt_pattern = "user%d@bench.test",
+        .range_lo = 1,
+        .range_hi = 100,
+        .rcpts_per_message = 1,
+        .from = "bench@lmtp-load.test",
+        .timeout_ms = 60000,
+    };
+    static const struct option longopts[] = {
+        { "unix", required_argument, NULL, 'u' },
+        { "host", required_argument, NULL, 'H' },
+        { "port", required_argument, NULL, 'p' },
+        { "smtp", no_argument, NULL, 'S' },
+        { "sessions", required_argument, NULL, 'c' },
+        { "messages", required_argument, NULL, 'n' },
+        { "size", required_argument, NULL, 's' },
+        { "rcpt", required_argument, NULL, 'r' },
+        { "range", required_argument, NULL, 'R' },
+        { "rcpts-per-message", required_argument, NULL, 'k' },
+        { "from", required_argument, NULL, 'f' },
+        { "no-pipelining", no_argument, NULL, 'P' },
+        { "timeout", required_argument, NULL, 'T' },
+        { "quiet", no_argument, NULL, 'q' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    int c;
+    uint64_t v;
+    while ((c = getopt_long(argc, argv, "u:H:p:c:n:s:r:R:k:f:qh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'u':
+            o->unix_path = optarg;
+            break;
+        case 'H':
+            o->host = optarg;
+            break;
+        case 'p':
+            o->port = optarg;
+            break;
+        case 'S':
+            o->is_smtp = true;
+            break;
+        case 'c':
+            if (bench_parse_u64(optarg, 1, 10000, &v) < 0)
+                bench_die(2, "lmtp_load: --sessions: a number from 1 to 10000");
+            o->sessions = (unsigned)v;
+            break;
+        case 'n':
+            if (bench_parse_u64(optarg, 1, UINT32_MAX, &o->messages) < 0)
+                bench_die(2, "lmtp_load: --messages: a positive number");
+            break;
+        case 's':
+            if (bench_parse_u64(optarg, 1, 1024 * 1024 * 1024, &o->size) < 0)
+                bench_die(2, "lmtp_load: --size: bytes, at most 1 GiB");
+            break;
+        case 'r':
+            o->rcpt_pattern = optarg;
+            break;
+        case 'R':
+            if (bench_parse_range(optarg, &o->range_lo, &o->range_hi) < 0)
+                bench_die(2, "lmtp_load: --range: A-B with A <= B");
+            break;
+        case 'k':
+            if (bench_parse_u64(optarg, 1, MAX_RCPTS_PER_MESSAGE, &v) < 0)
+                bench_die(2, "lmtp_load: --rcpts-per-message: 1 to %d", MAX_RCPTS_PER_MESSAGE);
+            o->rcpts_per_message = (unsigned)v;
+            break;
+        case 'f':
+            o->from = optarg;
+            break;
+        case 'P':
+            o->no_pipelining = true;
+            break;
+        case 'T':
+            if (bench_parse_u64(optarg, 1, 86400, &v) < 0)
+                bench_die(2, "lmtp_load: --timeout: seconds");
+            o->timeout_ms = v * 1000;
+            break;
+        case 'q':
+            o->is_quiet = true;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            usage(stderr);
+            exit(2);
+        }
+    }
+    if (optind != argc || (o->unix_path == NULL) == (o->host == NULL) ||
+        (o->host != NULL && o->port == NULL)) {
+        usage(stderr);
+        exit(2);
+    }
+    char probe[ADDR_MAX];
+    if (bench_format_pattern(probe, sizeof(probe), o->rcpt_pattern, o->range_hi) < 0)
+        bench_die(2, "lmtp_load: --rcpt: at most one %%d, and short");
+    if (o->unix_path != NULL) {
+        snprintf(l->target, sizeof(l->target), "unix:%s", o->unix_path);
+    } else {
+        if (bench_resolve(o->host, o->port, &l->addr) < 0)
+            bench_die(1, "lmtp_load: cannot resolve %s port %s", o->host, o->port);
+        snprintf(l->target, sizeof(l->target), "%s:%s", o->host, o->port);
+    }
+}
+
+/* The body is the same for every message: lines of text, none starting
+ * with a dot, sized so that headers plus body come to --size. */
+static void make_body(struct load *l)
+{
+    static const char words[] =
+        "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor "
+        "incididunt ut labore et dolore magna aliqua. Ut enim ad minim veniam, quis nostrud "
+        "exercitation ullamco laboris nisi ut aliquip ex ea commodo consequat. ";
+    size_t header_estimate = 330;
+    size_t want = l->opt.size > header_estimate ? l->opt.size - header_estimate : 2;
+    struct mg_buf b = MG_BUF_INIT;
+    size_t w = 0;
+    while (b.len < want) {
+        size_t line_start = b.len;
+        while (b.len - line_start < 70 && b.len < want) {
+            mg_buf_append_byte(&b, words[w]);
+            w = (w + 1) % (sizeof(words) - 1);
+        }
+        if (b.data[line_start] == '.' || b.data[line_start] == ' ')
+            b.data[line_start] = 'x';
+        mg_buf_append_str(&b, "\r\n");
+    }
+    l->body = mg_buf_steal(&b, &l->body_len);
+}
+
+static void note_error(struct load *l, const char *text, size_t len)
+{
+    if (l->has_error_text)
+        return;
+    l->has_error_text = true;
+    snprintf(l->error_text, sizeof(l->error_text), "%.*s", (int)(len > 250 ? 250 : len), text);
+}
+
+static void session_close(struct session *s)
+{
+    if (s->conn != NULL && !s->is_done) {
+        s->is_done = true;
+        mg_conn_close(s->conn);
+    }
+}
+
+static void send_transaction(struct session *s);
+
+static void start_message(struct session *s)
+{
+    struct load *l = s->load;
+    if (l->next >= l->opt.messages) {
+        s->step = STEP_QUIT;
+        mg_conn_write_str(s->conn, "QUIT\r\n");
+        return;
+    }
+    s->msg_index = l->next++;
+    s->n_rcpts = l->opt.rcpts_per_message;
+    unsigned span = l->opt.range_hi - l->opt.range_lo + 1;
+    for (unsigned i = 0; i < s->n_rcpts; i++) {
+        unsigned n = l->opt.range_lo + (unsigned)(l->rcpt_cursor++ % span);
+        bench_format_pattern(s->rcpts[i], sizeof(s->rcpts[i]), l->opt.rcpt_pattern, n);
+    }
+    s->rcpt_replies = 0;
+    s->rcpt_accepted = 0;
+    s->dot_replies = 0;
+    s->is_failed = false;
+    s->msg_start_ns = bench_now_ns();
+    s->step = STEP_MAIL;
+    send_transaction(s);
+}
+
+/* MAIL, RCPT... and DATA: all at once with pipelining, else the command
+ * the current step waits for. */
+static void send_transaction(struct session *s)
+{
+    struct load *l = s->load;
+    mg_conn_cork(s->conn);
+    if (s->step == STEP_MAIL)
+        mg_conn_printf(s->conn, "MAIL FROM:<%s>\r\n", l->opt.from);
+    if (s->is_pipelining || s->step == STEP_RCPT) {
+        unsigned first = s->is_pipelining ? 0 : s->rcpt_replies;
+        unsigned last = s->is_pipelining ? s->n_rcpts : first + 1;
+        for (unsigned i = first; i < last; i++)
+            mg_conn_printf(s->conn, "RCPT TO:<%s>\r\n", s->rcpts[i]);
+    }
+    if (s->is_pipelining || s->step == STEP_DATA)
+        mg_conn_write_str(s->conn, "DATA\r\n");
+    mg_conn_uncork(s->conn);
+}
+
+static void send_message(struct session *s)
+{
+    struct load *l = s->load;
+    char date[64];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+    struct mg_buf h = MG_BUF_INIT;
+    mg_buf_printf(&h,
+                  "From: Load Generator <%s>\r\n"
+                  "To: <%s>\r\n"
+                  "Subject: lmtp_load message %llu\r\n"
+                  "Date: %s\r\n"
+                  "Message-ID: <%llu.%lld.%d@lmtp-load.test>\r\n"
+                  "MIME-Version: 1.0\r\n"
+                  "Content-Type: text/plain; charset=us-ascii\r\n"
+                  "Content-Transfer-Encoding: 7bit\r\n"
+                  "\r\n",
+                  l->opt.from, s->rcpts[0], (unsigned long long)s->msg_index, date,
+                  (unsigned long long)s->msg_index, (long long)now, (int)getpid());
+    mg_conn_cork(s->conn);
+    mg_conn_write(s->conn, h.data, h.len);
+    mg_conn_write(s->conn, l->body, l->body_len);
+    mg_conn_write_str(s->conn, ".\r\n");
+    mg_conn_uncork(s->conn);
+    l->bytes += h.len + l->body_len;
+    mg_buf_free(&h);
+}
+
+static void finish_message(struct session *s)
+{
+    struct load *l = s->load;
+    uint64_t now = bench_now_ns();
+    if (s->is_failed) {
+        l->msg_failed++;
+    } else {
+        l->msg_ok++;
+        bench_stats_add(&l->latency, bench_seconds(s->msg_start_ns, now));
+    }
+    l->end_ns = now;
+    start_message(s);
+}
+
+static void on_reply(void *ctx, int code, bool is_last, const char *text, size_t len)
+{
+    struct session *s = ctx;
+    struct load *l = s->load;
+    if (s->is_done)
+        return;
+    if (s->step == STEP_HELLO && len > 4 && code == 250) {
+        /* an EHLO/LHLO extension line */
+        if ((len == 14 || (len > 14 && text[14] == ' ')) && strncasecmp(text + 4, "PIPELINING", 10) == 0)
+            s->is_pipelining = !l->opt.no_pipelining;
+    }
+    if (!is_last)
+        return;
+    switch (s->step) {
+    case STEP_GREETING:
+        if (code != 220) {
+            note_error(l, text, len);
+            session_close(s);
+            return;
+        }
+        s->step = STEP_HELLO;
+        mg_conn_printf(s->conn, "%s bench.lmtp-load.test\r\n", l->opt.is_smtp ? "EHLO" : "LHLO");
+        return;
+    case STEP_HELLO:
+        if (code != 250) {
+            note_error(l, text, len);
+            session_close(s);
+            return;
+        }
+        start_message(s);
+        return;
+    case STEP_MAIL:
+        if (code != 250) {
+            note_error(l, text, len);
+            s->is_failed = true;
+        }
+        s->step = STEP_RCPT;
+        if (!s->is_pipelining) {
+            if (s->is_failed) {
+                /* nothing more for this message */
+                mg_conn_write_str(s->conn, "RSET\r\n");
+                s->step = STEP_DOT;
+                s->dot_replies = 0;
+                s->rcpt_accepted = 1; /* the RSET reply ends it */
+                return;
+            }
+            send_transaction(s);
+        }
+        return;
+    case STEP_RCPT:
+        s->rcpt_replies++;
+        if (code == 250 || code == 251) {
+            s->rcpt_accepted++;
+            l->rcpt_ok++;
+        } else {
+            note_error(l, text, len);
+            l->rcpt_failed++;
+        }
+        if (s->rcpt_replies < s->n_rcpts) {
+            if (!s->is_pipelining)
+                send_transaction(s);
+            return;
+        }
+        s->step = STEP_DATA;
+        if (!s->is_pipelining) {
+            if (s->rcpt_accepted == 0 || s->is_failed) {
+                mg_conn_write_str(s->conn, "RSET\r\n");
+                s->is_failed = true;
+                s->step = STEP_DOT;
+                s->rcpt_accepted = 1;
+                return;
+            }
+            send_transaction(s);
+        }
+        return;
+    case STEP_DATA:
+        if (code != 354) {
+            /* pipelined DATA refused (no valid recipient): the message is
+             * over, the session goes on */
+            note_error(l, text, len);
+            s->is_failed = true;
+            finish_message(s);
+            return;
+        }
+        s->step = STEP_DOT;
+        send_message(s);
+        return;
+    case STEP_DOT:
+        /* LMTP: one reply per accepted recipient; SMTP: one */
+        s->dot_replies++;
+        if (code < 200 || code > 299) {
+            note_error(l, text, len);
+            s->is_failed = true;
+        }
+        if (!l->opt.is_smtp && s->dot_replies < s->rcpt_accepted)
+            return;
+        finish_message(s);
+        return;
+    case STEP_QUIT:
+        session_close(s);
+        return;
+    }
+}
+
+static void on_read(struct mg_conn *conn)
+{
+    struct session *s = mg_conn_data(conn);
+    bench_read_replies(mg_conn_input(conn), on_reply, s);
+}
+
+static void on_connect(struct mg_conn *conn, int status)
+{
+    struct session *s = mg_conn_data(conn);
+    if (status < 0)
+        note_error(s->load, uv_strerror(status), strlen(uv_strerror(status)));
+}
+
+static void on_close(struct mg_conn *conn, const char *reason)
+{
+    struct session *s = mg_conn_data(conn);
+    struct load *l = s->load;
+    if (reason != NULL && s->step != STEP_QUIT)
+        note_error(l, reason, strlen(reason));
+    if (s->step != STEP_QUIT && s->step >= STEP_MAIL && s->step <= STEP_DOT) {
+        /* the message in flight is lost */
+        l->msg_failed++;
+    }
+    s->conn = NULL;
+    free(s);
+    l->sessions_open--;
+}
+
+static const struct mg_conn_callbacks session_callbacks = {
+    .on_read = on_read,
+    .on_connect = on_connect,
+    .on_close = on_close,
+};
+
+int main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    mg_log_init("lmtp_load");
+    mg_log_set_level(MG_LOG_ERROR);
+    struct load l = { 0 };
+    parse_options(&l, argc, argv);
+    make_body(&l);
+    l.loop = uv_default_loop();
+
+    double cpu0 = bench_cpu_seconds();
+    l.start_ns = bench_now_ns();
+    l.end_ns = l.start_ns;
+    for (unsigned i = 0; i < l.opt.sessions; i++) {
+        struct session *s = mg_calloc(1, sizeof(*s));
+        s->load = &l;
+        s->step = STEP_GREETING;
+        if (l.opt.unix_path != NULL)
+            s->conn = mg_conn_connect_unix(l.loop, l.opt.unix_path, l.opt.timeout_ms,
+                                           &session_callbacks, s);
+        else
+            s->conn = mg_conn_connect_tcp(l.loop, (const struct sockaddr *)&l.addr,
+                                          l.opt.timeout_ms, &session_callbacks, s);
+        l.sessions_open++;
+    }
+    uv_run(l.loop, UV_RUN_DEFAULT);
+    double cpu = bench_cpu_seconds() - cpu0;
+
+    double secs = bench_seconds(l.start_ns, l.end_ns);
+    double rate = secs > 0 ? (double)l.msg_ok / secs : 0;
+    double drate = secs > 0 ? (double)l.rcpt_ok / secs : 0;
+    double p50 = bench_stats_percentile(&l.latency, 50) * 1000;
+    double p90 = bench_stats_percentile(&l.latency, 90) * 1000;
+    double p99 = bench_stats_percentile(&l.latency, 99) * 1000;
+    double pmax = bench_stats_percentile(&l.latency, 100) * 1000;
+    uint64_t total = l.msg_ok + l.msg_failed;
+    if (!l.opt.is_quiet) {
+        printf("lmtp_load: %s, %u sessions, %llu messages of %.0f bytes, %u recipient(s) each\n",
+               l.target, l.opt.sessions, (unsigned long long)l.opt.messages,
+               total ? (double)l.bytes / (double)(l.next ? l.next : 1) : 0.0,
+               l.opt.rcpts_per_message);
+        printf("  delivered  %llu ok, %llu failed (recipients: %llu ok, %llu refused)\n",
+               (unsigned long long)l.msg_ok, (unsigned long long)l.msg_failed,
+               (unsigned long long)l.rcpt_ok, (unsigned long long)l.rcpt_failed);
+        printf("  elapsed    %.3f s\n", secs);
+        printf("  rate       %.1f messages/s, %.1f deliveries/s\n", rate, drate);
+        printf("  latency    p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms\n", p50, p90, p99,
+               pmax);
+        printf("  client CPU %.2f s\n", cpu);
+        if (l.has_error_text)
+            printf("  first error: %s\n", l.error_text);
+    }
+    printf("RESULT messages=%llu ok=%llu failed=%llu seconds=%.3f rate=%.1f deliveries_rate=%.1f "
+           "p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f max_ms=%.3f client_cpu=%.2f\n",
+           (unsigned long long)l.opt.messages, (unsigned long long)l.msg_ok,
+           (unsigned long long)(l.opt.messages - l.msg_ok), secs, rate, drate, p50, p90, p99,
+           pmax, cpu);
+    bench_stats_free(&l.latency);
+    free(l.body);
+    uv_loop_close(l.loop);
+    return l.msg_ok == l.opt.messages ? 0 : 1;
+}
