@@ -77,6 +77,9 @@ struct rx_rcpt {
     struct mg_auth_request *req;
     struct rx_target *targets;
     size_t n_targets;
+    /* A bare "postmaster": the domain (a suffix of the host name) asked
+     * about now; NULL for any other address. */
+    const char *postmaster_domain;
 };
 
 struct rx_tx {
@@ -304,6 +307,23 @@ static void rcpt_refuse(struct rx_rcpt *r, unsigned code, const char *enh, const
     smtp_server_reply_send(reply, code, enh, text);
 }
 
+static void rcpt_resolved(const struct mg_auth_resolve_result *res, void *ctx);
+
+/* The domain one label up, if it still has a dot: "mail.example.com" gives
+ * "example.com", which gives NULL. */
+static const char *parent_domain(const char *domain)
+{
+    const char *dot = strchr(domain, '.');
+    return dot != NULL && strchr(dot + 1, '.') != NULL ? dot + 1 : NULL;
+}
+
+static void rcpt_resolve_postmaster(struct rx_rcpt *r)
+{
+    char pm[300];
+    snprintf(pm, sizeof(pm), "postmaster@%s", r->postmaster_domain);
+    r->req = mg_auth_resolve(r->s->rx->auth, pm, rcpt_resolved, r);
+}
+
 static void rcpt_resolved(const struct mg_auth_resolve_result *res, void *ctx)
 {
     struct rx_rcpt *r = ctx;
@@ -314,6 +334,18 @@ static void rcpt_resolved(const struct mg_auth_resolve_result *res, void *ctx)
     case MG_AUTH_OK:
         break;
     case MG_AUTH_NOT_LOCAL:
+        if (r->postmaster_domain != NULL) {
+            /* RFC 5321 4.5.1: "postmaster" is ours, never relayed. The host
+             * name is often a name in the mail domain (mail.example.com):
+             * walk up to the first domain that is local. */
+            r->postmaster_domain = parent_domain(r->postmaster_domain);
+            if (r->postmaster_domain != NULL) {
+                rcpt_resolve_postmaster(r);
+                return;
+            }
+            rcpt_refuse(r, 550, "5.1.1", "User unknown");
+            return;
+        }
         if (s->kind == SMTP_RX_MX) {
             mg_log_notice("smtp", "relay denied session=%s remote=%s to=%s", s->id, s->ip,
                           mg_log_str(av, r->rcpt->address));
@@ -367,14 +399,14 @@ static void hook_rcpt_to(struct smtp_server *server, struct smtp_server_reply *r
     r->reply = reply;
     r->rcpt = rcpt;
     rcpt->data = r;
-    /* RFC 5321 4.5.1: "postmaster" without a domain must be accepted. */
-    char pm[300];
-    const char *addr = rcpt->address;
-    if (strchr(addr, '@') == NULL) {
-        snprintf(pm, sizeof(pm), "postmaster@%s", s->rx->settings->hostname);
-        addr = pm;
+    /* RFC 5321 4.5.1: "postmaster" without a domain must be accepted (the
+     * parser takes no other address without one). */
+    if (strchr(rcpt->address, '@') == NULL) {
+        r->postmaster_domain = s->rx->settings->hostname;
+        rcpt_resolve_postmaster(r);
+        return;
     }
-    r->req = mg_auth_resolve(s->rx->auth, addr, rcpt_resolved, r);
+    r->req = mg_auth_resolve(s->rx->auth, rcpt->address, rcpt_resolved, r);
 }
 
 /* ---- DATA ---- */
