@@ -224,6 +224,10 @@ void imap_view_free(struct imap_view **view);
 /* Reports what changed since the last report: EXISTS, RECENT, FETCH
  * FLAGS, and EXPUNGE when allowed. */
 void imap_view_sync(struct imap_session *s, bool allow_expunge);
+/* Before a command on the selected mailbox: follows a RENAME by another
+ * session; false (after "* BYE", the session closing) when another
+ * session deleted it. */
+bool imap_view_check(struct imap_session *s);
 /* Remembers a change this session made, so the next sync does not echo
  * it. */
 void imap_view_note_own_change(struct imap_view *view, uint32_t uid, uint64_t modseq);

@@ -114,9 +114,10 @@ static void cmd_free(struct imap_cmd *cmd)
 void imap_cmd_finish(struct imap_cmd *cmd, const char *status, const char *fmt, ...)
 {
     struct imap_session *s = cmd->s;
+    if (imap_session_is_alive(s) && !cmd->skip_sync && s->view != NULL)
+        imap_view_sync(s, !(cmd->def->flags & IMAP_CMDF_NO_EXPUNGE) || cmd->is_uid);
+    /* (The sync may have said BYE: the selected mailbox was deleted.) */
     if (imap_session_is_alive(s)) {
-        if (!cmd->skip_sync && s->view != NULL)
-            imap_view_sync(s, !(cmd->def->flags & IMAP_CMDF_NO_EXPUNGE) || cmd->is_uid);
         struct mg_buf b = MG_BUF_INIT;
         mg_buf_printf(&b, "%s %s ", cmd->tag, status);
         va_list ap;
@@ -509,6 +510,10 @@ static void execute_command(struct imap_session *s)
     const char *error;
     if (imap_parse_args(arena, rest, rest_len, &cmd->args, &cmd->nargs, &error) < 0) {
         imap_cmd_bad(cmd, error);
+        return;
+    }
+    if (!imap_view_check(s)) {
+        imap_cmd_finish(cmd, "NO", "Selected mailbox was deleted.");
         return;
     }
     def->run(cmd);

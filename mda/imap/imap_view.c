@@ -254,16 +254,40 @@ static void report_expunges(struct imap_session *s, struct mg_buf *out)
     v->n_pending_expunges = 0;
 }
 
+/* The selected mailbox as the index has it now (by id: a RENAME by
+ * another session keeps the id and changes the name, which the view
+ * follows). A mailbox another session deleted cannot be used any more:
+ * like Dovecot, the session says BYE. Returns false then. */
+static bool view_lookup(struct imap_session *s, struct store_mailbox *m)
+{
+    struct imap_view *v = s->view;
+    int r = store_mailbox_get_by_id(s->user, v->mailbox_id, m);
+    if (r == STORE_OK) {
+        if (strcmp(v->name, m->name) != 0)
+            snprintf(v->name, sizeof(v->name), "%s", m->name);
+        return true;
+    }
+    if (r == STORE_ERR_NOT_FOUND && imap_session_is_alive(s)) {
+        imap_printf(s, "* BYE Selected mailbox was deleted, have to disconnect.\r\n");
+        imap_session_close(s);
+    }
+    return false;
+}
+
+bool imap_view_check(struct imap_session *s)
+{
+    struct store_mailbox m;
+    return s->view == NULL || s->user == NULL || view_lookup(s, &m);
+}
+
 void imap_view_sync(struct imap_session *s, bool allow_expunge)
 {
     struct imap_view *v = s->view;
     if (v == NULL || s->user == NULL)
         return;
     struct store_mailbox m;
-    if (store_mailbox_get_by_id(s->user, v->mailbox_id, &m) != STORE_OK) {
-        /* Deleted or renamed under us: nothing more to report. */
+    if (!view_lookup(s, &m))
         return;
-    }
     struct mg_buf out = MG_BUF_INIT;
     if (m.rec.highestmodseq != v->modseq) {
         struct sync_collect c = { 0 };

@@ -1,5 +1,6 @@
 #include "mda/lmtp/lmtp_delivery.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -582,6 +583,27 @@ int lmtp_delivery_bind(uv_loop_t *loop, const struct mg_settings *settings,
     return 0;
 }
 
+/* The spool holds large messages while they are delivered, and belongs to
+ * this process alone: what is in it at start was left by a crash, for
+ * deliveries that were never acknowledged (the client sends them again). */
+static void spool_clean(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return;
+    unsigned removed = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        if (unlinkat(dirfd(d), de->d_name, 0) == 0)
+            removed++;
+    }
+    closedir(d);
+    if (removed > 0)
+        mg_log_notice("lmtp", "removed %u stale spool files from %s", removed, dir);
+}
+
 void lmtp_delivery_start(struct lmtp_delivery *lmtp, struct store *store,
                          struct mg_auth_client *auth, struct mg_tls_context *tls)
 {
@@ -591,6 +613,7 @@ void lmtp_delivery_start(struct lmtp_delivery *lmtp, struct store *store,
     lmtp->spool_dir = mg_asprintf("%s/.lmtp", lmtp->settings->mda.mail_dir);
     if (mkdir(lmtp->spool_dir, 0700) != 0 && errno != EEXIST)
         mg_log_fatal("lmtp", "cannot create %s: %s", lmtp->spool_dir, strerror(errno));
+    spool_clean(lmtp->spool_dir);
     for (size_t i = 0; i < lmtp->n_listeners; i++) {
         int r = mg_listener_start(&lmtp->listeners[i], on_connection);
         if (r != 0)

@@ -7,6 +7,9 @@
 #include "common/strmap.h"
 #include "mda/store/store.h"
 
+/* Files in a folder's tmp/ older than this are leftovers of a crash. */
+#define STORE_TMP_MAX_AGE (36 * 3600)
+
 /* Transactions that deadlock are retried this often. */
 #define STORE_TXN_RETRIES 50
 

@@ -414,10 +414,33 @@ static int sync_before_commit(void *ctx)
     return 0;
 }
 
+/* Files in tmp/ are deliveries and APPENDs being written; one that is old
+ * was left by a crash (never acknowledged) and goes, as in Dovecot. A young
+ * one may be another process's write in flight: it stays until it is old. */
+static void clean_tmp(const char *folder)
+{
+    char *path = mg_asprintf("%s/tmp", folder);
+    DIR *d = opendir(path);
+    free(path);
+    if (d == NULL)
+        return;
+    time_t limit = time(NULL) - STORE_TMP_MAX_AGE;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        struct stat st;
+        if (de->d_name[0] == '.' || fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+            !S_ISREG(st.st_mode) || st.st_mtime >= limit)
+            continue;
+        unlinkat(dirfd(d), de->d_name, 0);
+    }
+    closedir(d);
+}
+
 static int sync_folder(struct store *store, struct index_user *iu, const char *root,
                        const char *name, bool is_rebuild)
 {
     char *folder = store_folder_path(root, name);
+    clean_tmp(folder);
     struct disk_listing disk = { 0 };
     int r = list_dir(folder, "new", true, &disk);
     if (r == 0)

@@ -197,6 +197,33 @@ class TestConcurrentSessions(SessionCase):
         untagged, _ = b.ok("NOOP")
         self.assertEqual(untagged_of(untagged, "EXPUNGE"), [(1, b"")])
 
+    def test_selected_mailbox_renamed_or_deleted_by_another_session(self):
+        a, b, c = self.raw(), self.raw(), self.raw()
+        a.ok("CREATE Box")
+        a.append("Box", mgtest.make_message(subject="in box"))
+        b.ok("SELECT Box")
+        # A RENAME elsewhere: the session goes on with the mailbox, whatever
+        # its name now.
+        a.ok("RENAME Box Renamed")
+        untagged, _ = b.ok("FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        self.assertIn(b"Subject: in box", untagged[0])
+        b.ok("STORE 1 +FLAGS (\\Flagged)")
+        untagged, _ = a.ok("STATUS Renamed (MESSAGES)")
+        self.assertIn(b"MESSAGES 1", untagged[0])
+        # A DELETE elsewhere: the session cannot go on (BYE, as Dovecot).
+        c.ok("SELECT Renamed")
+        tag = c.next_tag()
+        c.send(f"{tag} IDLE\r\n")
+        self.assertTrue(c.read_response().startswith(b"+"))
+        a.ok("DELETE Renamed")
+        c.settimeout(5)
+        self.assertRegex(c.read_response(), rb"^\* BYE")
+        self.assertTrue(c.is_closed())
+        b.send(b"X1 NOOP\r\n")
+        self.assertRegex(b.read_response(), rb"^\* BYE")
+        self.assertTrue(b.is_closed())
+        a.ok("NOOP")
+
 
 class TestIdle(SessionCase):
     def start_idle(self, c):
