@@ -762,7 +762,7 @@ static void on_connection(uv_stream_t *stream, int status)
             else
                 snprintf(s->local_user, sizeof(s->local_user), "%u", (unsigned)cred.uid);
         }
-        snprintf(s->ip, sizeof(s->ip), "local:%s", s->local_user);
+        snprintf(s->ip, sizeof(s->ip), "local:%.57s", s->local_user);
     } else {
         unsigned per_ip = mg_ip_limiter_connect(rx->limiter, s->ip);
         if (rx->is_stopping)
