@@ -30,6 +30,11 @@
 /* A message read from standard input is held in memory: keep it sane. */
 #define SENDMAIL_MESSAGE_MAX (64u * 1024 * 1024)
 #define SENDMAIL_RCPTS_MAX 10000
+#define SENDMAIL_CONNECT_TIMEOUT_MS 10000
+/* mgsmtpd may take a while to answer (a recipient check waits up to the
+ * auth service's timeout, the end of data for an fsync): RFC 5321
+ * section 4.5.3.2 has clients wait minutes, not seconds. */
+#define SENDMAIL_REPLY_TIMEOUT_MS (5 * 60 * 1000)
 
 struct sendmail {
     uv_loop_t *loop;
@@ -116,7 +121,9 @@ static void on_failed(struct smtp_client *client, const char *reason, void *ctx)
 {
     (void)client;
     struct sendmail *sm = ctx;
-    sm->client = NULL;
+    /* The engine is done with the connection: free it now (it waits for
+     * its own stack to unwind), so that finish() does not QUIT on it. */
+    smtp_client_free(&sm->client);
     finish(sm, EX_TEMPFAIL, reason);
 }
 
@@ -156,6 +163,7 @@ static void conn_on_connect(struct mg_conn *conn, int status)
     struct sendmail *sm = mg_conn_data(conn);
     if (status != 0)
         return;
+    mg_conn_set_idle_timeout(conn, SENDMAIL_REPLY_TIMEOUT_MS);
     struct smtp_client_settings cs = { .protocol = SMTP_PROTOCOL_SMTP, .helo_name = "localhost" };
     sm->client = smtp_client_new(&cs, &client_io, sm, &client_cb, sm);
 }
@@ -219,10 +227,99 @@ static size_t header_end(const struct mg_buf *m)
     return e != NULL ? (size_t)(e - m->data) + 4 : m->len;
 }
 
-/* With -t: addresses of To, Cc and Bcc (unfolded, comma separated, the
- * part in <> when there is one); Bcc is then removed. */
-static void recipients_from_header(struct mg_buf *m, struct mg_arena *arena, const char ***rcpts,
-                                   size_t *n)
+static void rcpt_add(const char ***rcpts, size_t *n, const char *address)
+{
+    if (*n >= SENDMAIL_RCPTS_MAX)
+        return;
+    *rcpts = mg_reallocarray(*rcpts, *n + 1, sizeof(**rcpts));
+    (*rcpts)[(*n)++] = address;
+}
+
+/* The addresses of an address-list field value (RFC 5322 section 3.4):
+ * "Name <a@b>", bare "a@b", quoted names with commas, comments, and
+ * groups ("team: a@b, c@d;"). Commas inside quotes, angle brackets and
+ * comments do not separate. */
+static void parse_address_list(const char *v, size_t len, struct mg_arena *arena, const char ***rcpts,
+                               size_t *n)
+{
+    struct mg_buf bare = MG_BUF_INIT;   /* the current mailbox without comments and names */
+    struct mg_buf angle = MG_BUF_INIT;  /* what was inside <> */
+    bool in_quote = false, in_angle = false, has_angle = false;
+    int comment = 0;
+    for (size_t i = 0; i <= len; i++) {
+        char ch = i < len ? v[i] : ',';
+        if (in_quote) {
+            if (ch == '\\' && i + 1 < len)
+                i++;
+            else if (ch == '"')
+                in_quote = false;
+            continue;   /* a display name: not part of the address */
+        }
+        if (comment > 0) {
+            if (ch == '\\' && i + 1 < len)
+                i++;
+            else if (ch == '(')
+                comment++;
+            else if (ch == ')')
+                comment--;
+            continue;
+        }
+        if (in_angle) {
+            if (ch == '>')
+                in_angle = false;
+            else if (ch != ' ' && ch != '\t' && ch != '\r' && ch != '\n')
+                mg_buf_append_byte(&angle, ch);
+            continue;
+        }
+        switch (ch) {
+        case '"':
+            in_quote = true;
+            mg_buf_reset(&bare);  /* a quoted word is a name, not an address */
+            break;
+        case '(':
+            comment = 1;
+            break;
+        case '<':
+            in_angle = true;
+            has_angle = true;
+            mg_buf_reset(&angle);
+            break;
+        case ':':
+            mg_buf_reset(&bare);  /* "group:" */
+            break;
+        case ',':
+        case ';': {
+            const struct mg_buf *a = has_angle ? &angle : &bare;
+            if (a->len > 0)
+                rcpt_add(rcpts, n, mg_arena_strndup(arena, a->data, a->len));
+            mg_buf_reset(&bare);
+            mg_buf_reset(&angle);
+            has_angle = false;
+            break;
+        }
+        case ' ':
+        case '\t':
+        case '\r':
+        case '\n':
+            /* "John Smith <a@b>": words before <> are a name; a bare
+             * address has no spaces. */
+            if (bare.len > 0 && !has_angle && strchr(mg_buf_cstr(&bare), '@') == NULL)
+                mg_buf_reset(&bare);
+            break;
+        default:
+            mg_buf_append_byte(&bare, ch);
+            break;
+        }
+    }
+    mg_buf_free(&bare);
+    mg_buf_free(&angle);
+}
+
+/* Walks the header: with collect (-t), the addresses of To, Cc and Bcc;
+ * Bcc fields are removed in any case (Bcc recipients must not see each
+ * other, nor the others them). */
+static void header_recipients(struct mg_buf *m, bool collect, struct mg_arena *arena,
+                              const char ***rcpts, size_t *n)
 {
     size_t hend = header_end(m);
     size_t pos = 0;
@@ -236,29 +333,13 @@ static void recipients_from_header(struct mg_buf *m, struct mg_arena *arena, con
         } while (end < hend && (m->data[end] == ' ' || m->data[end] == '\t'));
         size_t flen = end - pos;
         bool is_bcc = mg_ascii_has_prefix(line, flen, "bcc:");
-        size_t name_len = is_bcc ? 4 : mg_ascii_has_prefix(line, flen, "to:") ? 3 : mg_ascii_has_prefix(line, flen, "cc:") ? 3 : 0;
-        if (name_len > 0) {
-            char *value = mg_arena_strndup(arena, line + name_len, flen - name_len);
-            for (char *tok = strtok(value, ",\r\n"); tok != NULL; tok = strtok(NULL, ",\r\n")) {
-                char *lt = strchr(tok, '<'), *gt = lt != NULL ? strchr(lt, '>') : NULL;
-                char *a = tok;
-                if (lt != NULL && gt != NULL) {
-                    *gt = '\0';
-                    a = lt + 1;
-                }
-                while (*a == ' ' || *a == '\t')
-                    a++;
-                size_t al = strlen(a);
-                while (al > 0 && (a[al - 1] == ' ' || a[al - 1] == '\t'))
-                    a[--al] = '\0';
-                if (al > 0 && *n < SENDMAIL_RCPTS_MAX) {
-                    *rcpts = mg_reallocarray(*rcpts, *n + 1, sizeof(**rcpts));
-                    (*rcpts)[(*n)++] = a;
-                }
-            }
-        }
+        size_t name_len = is_bcc                                ? 4
+                          : mg_ascii_has_prefix(line, flen, "to:") ? 3
+                          : mg_ascii_has_prefix(line, flen, "cc:") ? 3
+                                                                   : 0;
+        if (collect && name_len > 0)
+            parse_address_list(line + name_len, flen - name_len, arena, rcpts, n);
         if (is_bcc) {
-            /* Bcc recipients must not see each other. */
             memmove(m->data + pos, m->data + end, m->len - end);
             m->len -= flen;
             m->data[m->len] = '\0';
@@ -267,6 +348,25 @@ static void recipients_from_header(struct mg_buf *m, struct mg_arena *arena, con
         }
         pos = end;
     }
+}
+
+/* A display name as an atom list, or quoted when it holds specials
+ * (RFC 5322 section 3.2.3): "Doe, John" needs its quotes. Line breaks
+ * and other control characters are dropped. */
+static void append_display_name(struct mg_buf *out, const char *name)
+{
+    bool needs_quotes = strpbrk(name, "()<>[]:;@\\,.\"") != NULL;
+    if (needs_quotes)
+        mg_buf_append_byte(out, '"');
+    for (const char *p = name; *p != '\0'; p++) {
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            continue;
+        if (needs_quotes && (*p == '"' || *p == '\\'))
+            mg_buf_append_byte(out, '\\');
+        mg_buf_append_byte(out, *p);
+    }
+    if (needs_quotes)
+        mg_buf_append_byte(out, '"');
 }
 
 static bool has_field(const struct mg_buf *m, const char *name)
@@ -323,6 +423,7 @@ int main(int argc, char **argv)
     char *error = NULL;
     if (mg_settings_load(config, &settings, &error) != 0) {
         fprintf(stderr, "mgsendmail: %s\n", error);
+        free(error);
         return EX_CONFIG;
     }
     struct passwd *pw = getpwuid(getuid());
@@ -333,6 +434,8 @@ int main(int argc, char **argv)
     sm.exit_code = EX_TEMPFAIL;
     if (read_message(dot_ends, &sm.content) < 0) {
         fprintf(stderr, "mgsendmail: message too large\n");
+        mg_buf_free(&sm.content);
+        mg_settings_free(&settings);
         return EX_DATAERR;
     }
     struct mg_arena *arena = mg_arena_new(4096);
@@ -342,10 +445,13 @@ int main(int argc, char **argv)
         rcpts = mg_reallocarray(rcpts, n + 1, sizeof(*rcpts));
         rcpts[n++] = argv[i];
     }
-    if (from_header)
-        recipients_from_header(&sm.content, arena, &rcpts, &n);
+    header_recipients(&sm.content, from_header, arena, &rcpts, &n);
     if (n == 0) {
         fprintf(stderr, "mgsendmail: no recipients\n");
+        free(rcpts);
+        mg_arena_free(&arena);
+        mg_buf_free(&sm.content);
+        mg_settings_free(&settings);
         return EX_USAGE;
     }
     /* Recipients without a domain are local users of this host. */
@@ -355,9 +461,11 @@ int main(int argc, char **argv)
     }
     if (!has_field(&sm.content, "from:")) {
         struct mg_buf with = MG_BUF_INIT;
-        if (fullname != NULL)
-            mg_buf_printf(&with, "From: %s <%s>\r\n", fullname, sender != NULL ? sender : self);
-        else
+        if (fullname != NULL) {
+            mg_buf_append_str(&with, "From: ");
+            append_display_name(&with, fullname);
+            mg_buf_printf(&with, " <%s>\r\n", sender != NULL ? sender : self);
+        } else
             mg_buf_printf(&with, "From: %s\r\n", sender != NULL ? sender : self);
         mg_buf_append(&with, sm.content.data != NULL ? sm.content.data : "", sm.content.len);
         mg_buf_free(&sm.content);
@@ -379,7 +487,8 @@ int main(int argc, char **argv)
     }
 
     sm.loop = uv_default_loop();
-    sm.conn = mg_conn_connect_unix(sm.loop, settings->mta.submit_socket, 10000, &conn_cb, &sm);
+    sm.conn = mg_conn_connect_unix(sm.loop, settings->mta.submit_socket, SENDMAIL_CONNECT_TIMEOUT_MS,
+                                   &conn_cb, &sm);
     uv_run(sm.loop, UV_RUN_DEFAULT);
     if (sm.exit_code != EX_OK)
         fprintf(stderr, "mgsendmail: %s\n", sm.reason[0] ? sm.reason : "failed");

@@ -53,6 +53,27 @@ HOSTNAME = "mail.example.test"
 QUEUED_RE = re.compile(r"queued as ([0-9A-Z]{16})")
 
 
+def listen_port():
+    """A free loopback port below the kernel's ephemeral range, so that
+    the test's own client connections cannot take it before the daemon
+    binds it (mgtest.free_port() picks from that range)."""
+    import random
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for _ in range(100):
+        port = random.randrange(10000, max(low, 10001))
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    return free_port()
+
+
 def require_binaries(*names):
     mgtest.require_binaries("mgsmtpd", "mgqueue", "mgsendmail", *names)
 
@@ -186,8 +207,8 @@ class System(mgtest.Server):
 
     def __init__(self, tmp, conf=None, users=None, log_level="info", own_auth=False):
         state = os.path.join(tmp, "state")
-        self.smtp_port = free_port()
-        self.submission_port = free_port()
+        self.smtp_port = listen_port()
+        self.submission_port = listen_port()
         self.queue_dir = os.path.join(state, "spool")
         self.submit_socket = os.path.join(state, "submit.sock")
         self.control_socket = os.path.join(state, "mgsmtpd.ctl")
@@ -202,6 +223,9 @@ class System(mgtest.Server):
             "smtp.listen": f"127.0.0.1:{self.smtp_port}",
             "submission.listen": f"127.0.0.1:{self.submission_port}",
             "submission.auth_failure_delay": "0",
+            # Remote mail goes to a closed port on loopback: it stays
+            # queued (deferred) instead of reaching out to the world.
+            "relay.relayhost": "127.0.0.1:9",
         }
         if own_auth:
             defaults["mta.auth"] = self.mta_auth_socket
@@ -228,7 +252,7 @@ class System(mgtest.Server):
         """Changes keys ('smtp.max_errors': ... as section__key=value) and
         rewrites the files; restart a daemon for it to see them."""
         for key, value in kv.items():
-            self.conf_extra[key.replace("__", ".", 1)] = value
+            self.conf_extra[key if "." in key else key.replace("__", ".", 1)] = value
         self.write_conf()
 
     # ---- processes ----
@@ -299,15 +323,24 @@ class System(mgtest.Server):
             return False
 
     def _smtpd_ready(self, log):
-        if "mgsmtpd: ready" not in log:
-            return False
-        return (_can_connect(socket.AF_INET, ("127.0.0.1", self.smtp_port)) and
-                _can_connect(socket.AF_INET, ("127.0.0.1", self.submission_port)) and
-                _can_connect(socket.AF_UNIX, self.submit_socket) and
-                _can_connect(socket.AF_UNIX, self.control_socket))
+        # "ready" comes after every listener started. No probe connection
+        # to the TCP ports: it would count against max_connections_per_ip
+        # until the daemon has seen it go.
+        return "mgsmtpd: ready" in log and _can_connect(socket.AF_UNIX, self.control_socket)
 
     def start_smtpd(self):
-        self.smtpd.start(self._smtpd_ready)
+        for attempt in range(3):
+            try:
+                self.smtpd.start(self._smtpd_ready)
+                return
+            except ServerError as e:
+                # Someone took a port between the choice and the bind.
+                if "address already in use" not in str(e) or attempt == 2:
+                    raise
+            self.smtp_port = listen_port()
+            self.submission_port = listen_port()
+            self.reconfigure(**{"smtp.listen": f"127.0.0.1:{self.smtp_port}",
+                                "submission.listen": f"127.0.0.1:{self.submission_port}"})
 
     def stop_smtpd(self, check=True):
         code = self.smtpd.stop(check=check)
