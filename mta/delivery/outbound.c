@@ -35,7 +35,9 @@ void outbound_fail_all(struct queue_delivery *d, int result, const char *dsn, co
 {
     for (size_t i = 0; i < d->n_rcpts; i++) {
         struct queue_delivery_rcpt *r = &d->rcpts[i];
-        if (r->result != 0 && r->result != result)
+        /* A recipient with an answer keeps it: a 451 from the server is
+         * a better reason than "no answer". */
+        if (r->result != 0)
             continue;
         r->result = result;
         snprintf(r->dsn, sizeof(r->dsn), "%s", dsn);

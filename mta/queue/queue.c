@@ -113,8 +113,9 @@ static void msg_free(struct queue *q, struct queue_msg *m)
 /* ---- the status log ---- */
 
 /* Lines: "<index> <state> <time> <dsn> <text>", state one of delivered,
- * bounced, deferred; "hold"/"release"/"warned" lines without index. A
- * torn last line (crash while appending) is ignored. */
+ * bounced, deferred (an attempt that failed) or waiting (not attempted:
+ * the next hop was unreachable); "hold"/"release"/"warned" lines without
+ * index. A torn last line (crash while appending) is ignored. */
 static void log_replay(struct queue_msg *m)
 {
     FILE *f = fopen(m->log_path, "re");
@@ -975,6 +976,8 @@ void queue_delivery_done(struct queue *q, struct queue_delivery *d)
         struct queue_rcpt *r = &m->rcpts[meta->idx[k]];
         if (r->state != RCPT_IN_FLIGHT)
             continue; /* deleted meanwhile */
+        bool is_same_reason = r->last_error != NULL && dr->text != NULL &&
+                              strcmp(r->last_error, dr->text) == 0;
         snprintf(r->dsn, sizeof(r->dsn), "%s", dr->dsn);
         free(r->last_error);
         r->last_error = dr->text != NULL ? mg_strdup(dr->text) : NULL;
@@ -995,9 +998,17 @@ void queue_delivery_done(struct queue *q, struct queue_delivery *d)
             bounced[n_bounced++] = meta->idx[k];
         } else if (dr->result == 0) {
             /* Not attempted (the next hop was unreachable before anything
-             * about this message was said): soon again, not counted. */
+             * about this message was said): soon again, not counted. It
+             * is logged when the reason is new, not at every retry (every
+             * QUEUE_NOT_ATTEMPTED_RETRY_MS while the MDA is down), and
+             * kept in the status log as "waiting" (mgqueue shows it
+             * while mgsmtpd is stopped; no attempt is counted at load). */
             r->state = RCPT_PENDING;
             r->next_try_ms = now_ms(q) + QUEUE_NOT_ATTEMPTED_RETRY_MS;
+            if (!is_same_reason) {
+                log_result(m, r, "deferred", d->relay);
+                log_line(&lines, meta->idx[k], "waiting", r->dsn, r->last_error);
+            }
         } else {
             r->state = RCPT_PENDING;
             r->attempts++;
@@ -1072,6 +1083,12 @@ static void warn_msg(struct queue *q, struct queue_msg *m)
 
 /* ---- administration ---- */
 
+static int msg_cmp_id(const void *a, const void *b)
+{
+    const struct queue_msg *const *x = a, *const *y = b;
+    return strcmp((*x)->env.id, (*y)->env.id);
+}
+
 void queue_list(struct queue *q, struct mg_buf *out)
 {
     if (q->msgs == NULL) {
@@ -1079,9 +1096,17 @@ void queue_list(struct queue *q, struct mg_buf *out)
         return;
     }
     mg_buf_append_str(out, "-Queue ID-------- --Size-- ----Arrival Time---- -Sender/Recipient-------\n");
+    /* Oldest first (IDs sort by creation time), whatever order the
+     * messages were loaded or accepted in. */
+    struct queue_msg **sorted = mg_calloc(q->n_msgs, sizeof(*sorted));
+    size_t count = 0;
+    for (struct queue_msg *m = q->msgs; m != NULL && count < q->n_msgs; m = m->next)
+        sorted[count++] = m;
+    qsort(sorted, count, sizeof(*sorted), msg_cmp_id);
     size_t n = 0;
     uint64_t bytes = 0;
-    for (struct queue_msg *m = q->msgs; m != NULL; m = m->next) {
+    for (size_t k = 0; k < count; k++) {
+        const struct queue_msg *m = sorted[k];
         char when[64];
         struct tm tm;
         localtime_r(&m->env.arrival, &tm);
@@ -1101,6 +1126,7 @@ void queue_list(struct queue *q, struct mg_buf *out)
         n++;
         bytes += m->content_len;
     }
+    free(sorted);
     mg_buf_printf(out, "-- %llu Kbytes in %zu Request%s.\n", (unsigned long long)((bytes + 1023) / 1024), n,
                   n == 1 ? "" : "s");
 }
