@@ -12,7 +12,8 @@ setUp with the class's `conf`/`users`), always killed in tearDown, also
 when the test failed.
 
 Clients:
-  server.imap(user)         imaplib.IMAP4_SSL, logged in (or not)
+  server.imap(user)         imaplib.IMAP4_SSL, logged in (or not); also
+                            server.imap_connect(user)
   server.raw(user)          RawIMAP: exact bytes, untagged responses in
                             the order they came, literals of both kinds
   server.lmtp_deliver(...)  smtplib.LMTP over the UNIX socket
@@ -128,11 +129,12 @@ class Server:
         sections = {
             "tls": {"cert_file": self.cert, "key_file": self.key},
             "userdb": {"path": self.userdb},
-            "auth": {"socket": self.auth_socket, "user": "", "group": "", "cache_ttl": "0"},
+            "auth": {"socket": self.auth_socket, "socket_group": "", "user": "", "group": "",
+                     "cache_ttl": "0"},
             "mda": {"user": "", "group": "", "mail_dir": self.mail_dir,
                     "index_dir": self.index_dir},
             "imap": {"listen": f"127.0.0.1:{self.port}", "auth_failure_delay": "0"},
-            "lmtp": {"socket": self.lmtp_socket},
+            "lmtp": {"socket": self.lmtp_socket, "socket_group": ""},
         }
         for key, value in self.conf_extra.items():
             section, name = key.split(".", 1)
@@ -187,6 +189,18 @@ class Server:
     # ---- process ----
 
     def start(self):
+        # The port was free when picked, but another program may have taken
+        # it since: pick another one then.
+        for attempt in range(5):
+            try:
+                return self._start()
+            except ServerError as e:
+                if attempt == 4 or "already in use" not in str(e).lower():
+                    raise
+                self.port = free_port()
+                self.write_conf()
+
+    def _start(self):
         if self.proc is not None:
             raise ServerError("already running")
         for path in (self.lmtp_socket,):
@@ -207,6 +221,11 @@ class Server:
             if self.proc.poll() is not None:
                 code = self.proc.returncode
                 self.proc = None
+                try:   # mgauthd may have been started already
+                    os.killpg(self.pgid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self._close_log()
                 raise ServerError(f"mgimapd exited with {code} at start:\n{self.log_tail()}")
             if self._ready(log_start):
                 return
@@ -343,6 +362,8 @@ class Server:
         if login:
             c.login(self.address(user), self.password(user))
         return c
+
+    imap_connect = imap
 
     def raw(self, user="alice", login=True, timeout=30):
         c = RawIMAP(self, timeout=timeout)
@@ -616,12 +637,23 @@ class MgTestCase(unittest.TestCase):
 
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="mgtest.")
+        # Cleanups run even when setUp fails half-way (tearDown does not):
+        # no daemon outlives its test.
+        self.addCleanup(self._remove_tmp)
         self.clients = []
         self.server = Server(self.tmp, conf=self.conf, users=self.users, log_level=self.log_level)
+        self.addCleanup(self.server.kill9)
         if self.start_server:
             self.server.start()
 
+    def _remove_tmp(self):
+        if os.environ.get("MG_TEST_KEEP"):
+            print(f"kept {self.tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
     def tearDown(self):
+        """An orderly stop: exit status 0, no sanitizer report in the log."""
         for c in self.clients:
             try:
                 if isinstance(c, imaplib.IMAP4):
@@ -630,24 +662,13 @@ class MgTestCase(unittest.TestCase):
                     c.close()
             except Exception:
                 pass
-        error = None
         try:
             if self.server.proc is not None:
-                # Give the daemon a moment to notice the closed clients (and
-                # log the logouts) before the orderly stop.
                 self.server.stop()
             else:
                 self.server.check_log()
         except ServerError as e:
-            error = e
-        finally:
-            self.server.kill9()
-            if os.environ.get("MG_TEST_KEEP"):
-                print(f"kept {self.tmp}", file=sys.stderr)
-            else:
-                shutil.rmtree(self.tmp, ignore_errors=True)
-        if error is not None:
-            self.fail(str(error))
+            self.fail(str(e))
 
     # ---- helpers ----
 
