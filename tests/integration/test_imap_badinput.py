@@ -276,6 +276,57 @@ class TestLogin(BadInputCase):
         self.still_serving()
 
 
+class TestDisconnects(BadInputCase):
+    """Clients that vanish in the middle of something: the server cleans up
+    (the sanitizers watch for leaks and use-after-free at the stop)."""
+
+    def test_vanish_mid_command(self):
+        big = mgtest.make_message(subject="big", body=b"z" * (900 * 1024) + b"\r\n")
+        c = self.raw()
+        for i in range(6):
+            c.append("INBOX", big if i % 2 else mgtest.make_message(subject=f"small {i}"))
+        c.close()
+        user, pw = self.server.address("alice"), self.server.password("alice")
+        scripts = [
+            [b"A1 SELECT INBOX\r\n", b"A2 FETCH 1:* (BODY[] BODY[1] ENVELOPE)\r\n"],
+            [b"A1 SELECT INBOX\r\n", b"A2 SEARCH BODY zzzz\r\n"],
+            [b"A1 SELECT INBOX\r\n", b"A2 COPY 1:* Trash\r\n"],
+            [b"A1 SELECT INBOX\r\n", b"A2 STORE 1:* +FLAGS (\\Seen)\r\n"],
+            [b"A1 SELECT INBOX\r\n", b"A2 IDLE\r\n"],
+            [b"A1 APPEND INBOX {100000}\r\n", b"partial data"],
+            [b"A1 APPEND INBOX {100+}\r\n" + b"x" * 100 + b"\r\n"],
+            [b"A1 AUTHENTICATE PLAIN\r\n"],
+            [b"A1 CREATE Vanish\r\n", b"A2 DELETE Vanish\r\n"],
+            [b"A1 SELECT INBOX\r\n", b"A2 EXPUNGE\r\n", b"A3 CLOSE\r\n"],
+        ]
+        for script in scripts:
+            for cut in range(2):
+                with self.subTest(script=script[-1][:30], cut=cut):
+                    d = self.raw(login=not script[0].startswith(b"A1 AUTH"))
+                    for part in script:
+                        d.send(part)
+                    if cut:
+                        time.sleep(0.1)
+                    d.sock.close()
+        # A login pending at the auth service, and one waiting for the
+        # failure delay, both abandoned.
+        e = self.raw(login=False)
+        e.send(f"A1 LOGIN {user} {pw}\r\n".encode())
+        e.sock.close()
+        f = self.raw(login=False)
+        f.send(f"A1 LOGIN {user} wrong\r\n".encode())
+        time.sleep(0.2)
+        f.sock.close()
+        # A reader that stops reading a large FETCH, then goes.
+        g = self.raw()
+        g.ok("SELECT INBOX")
+        g.send(b"A9 FETCH 1:* (BODY.PEEK[])\r\n")
+        time.sleep(1)
+        g.sock.close()
+        time.sleep(0.5)
+        self.still_serving()
+
+
 class TestPerAddressLimit(mgtest.MgTestCase):
     conf = {"imap.auth_failure_delay": "0", "imap.max_auth_failures_per_ip": "4",
             "imap.max_connections_per_ip": "8"}

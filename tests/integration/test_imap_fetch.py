@@ -234,6 +234,25 @@ class TestFetchBytes(FetchCase):
         self.assertEqual(len(untagged), 1, untagged)
         self.assertIn(b"UID 1", untagged[0])
 
+    def test_slow_reader(self):
+        """Output waits for a client that does not read (back-pressure), and
+        every byte arrives in order once it does."""
+        msgs = [mgtest.make_message(subject=f"big {i}", body=(b"%02d" % i) * 300000 + b"\r\n")
+                for i in range(8)]
+        c = self.raw()
+        for m in msgs:
+            _, tagged = c.append("INBOX", m, nonsync=True)
+            self.assertRegex(tagged, rb"^T\d+ OK")
+        c.ok("EXAMINE INBOX")
+        c.send(b"S1 FETCH 1:* (BODY.PEEK[])\r\n")
+        time.sleep(2)           # not reading: the server holds back its output
+        # Another session is served meanwhile.
+        d = self.raw()
+        d.ok("NOOP")
+        untagged, tagged = c.read_until_tagged("S1")
+        self.assertRegex(tagged, rb"^S1 OK")
+        self.assertEqual([fetch_items(u)[1][b"BODY[]"] for u in untagged], msgs)
+
 
 class TestVectors(FetchCase):
     def test_bodystructure_vectors_appended(self):
