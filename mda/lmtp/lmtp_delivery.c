@@ -146,7 +146,12 @@ static void rcpt_data_free(struct lmtp_rcpt_data *r)
 {
     if (r == NULL)
         return;
-    mg_auth_cancel(&r->req);
+    if (r->req != NULL) {
+        /* The lookup's reference to the session goes with it. */
+        mg_auth_cancel(&r->req);
+        struct lmtp_session *s = r->session;
+        session_unref(&s);
+    }
     for (size_t i = 0; i < r->n_targets; i++)
         free(r->targets[i]);
     free(r->targets);
@@ -154,12 +159,30 @@ static void rcpt_data_free(struct lmtp_rcpt_data *r)
     free(r);
 }
 
+static void rcpt_answer(struct lmtp_rcpt_data *r, const struct mg_auth_resolve_result *res);
+
 static void rcpt_resolved(const struct mg_auth_resolve_result *res, void *ctx)
 {
     struct lmtp_rcpt_data *r = ctx;
+    struct lmtp_session *s = r->session; /* referenced while the lookup ran */
+    r->req = NULL;
+    rcpt_answer(r, res);
+    session_unref(&s);
+}
+
+static void rcpt_answer(struct lmtp_rcpt_data *r, const struct mg_auth_resolve_result *res)
+{
     struct smtp_server_reply *reply = r->reply;
     char av[MG_LOG_VALUE_MAX];
-    r->req = NULL;
+    if (r->session->conn == NULL) {
+        /* The client is gone. A 2xx would make the engine keep the
+         * recipient, but a closed engine drops it without tx_free: refuse
+         * it, and our data goes here. */
+        r->rcpt->data = NULL;
+        rcpt_data_free(r);
+        smtp_server_reply_send(reply, 451, "4.3.0", "Connection closed");
+        return;
+    }
     switch (res->status) {
     case MG_AUTH_OK:
         break;
@@ -220,6 +243,7 @@ static void hook_rcpt_to(struct smtp_server *server, struct smtp_server_reply *r
     r->rcpt = rcpt;
     r->reply = reply;
     rcpt->data = r;
+    session_ref(s);
     r->req = mg_auth_resolve(s->owner->auth, rcpt->address, rcpt_resolved, r);
 }
 

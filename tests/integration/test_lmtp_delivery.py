@@ -6,6 +6,7 @@ recipient after DATA, pipelining, dot-stuffing, large messages, BDAT."""
 import os
 import re
 import socket
+import time
 
 import mgtest
 from mgtest import crlf, fetch_items
@@ -269,6 +270,73 @@ class TestRouting(LmtpCase):
         new = os.listdir(os.path.join(self.server.maildir("alice"), "new"))
         self.assertEqual(len(new), 1)
         self.assertRegex(new[0], r",S=\d+,U=1$")
+
+
+class TestFailures(LmtpCase):
+    def test_client_vanishes_during_delivery(self):
+        """A client that sends its message and goes before the replies:
+        the deliveries finish, nothing leaks (sanitizers at the stop)."""
+        for i in range(12):
+            sock = socket.socket(socket.AF_UNIX)
+            sock.connect(self.server.lmtp_socket)
+            msg = mgtest.make_message(subject=f"vanish {i}",
+                                      body=b"v" * (i * 150000) + b"\r\n")
+            sock.sendall(b"LHLO x\r\nMAIL FROM:<a@remote.test>\r\n"
+                         b"RCPT TO:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n")
+            sock.recv(4096)
+            sock.sendall(stuff(msg))
+            if i % 2:
+                sock.sendall(b"MAIL FROM:<x@y.test>\r\n")   # half a next transaction
+            sock.close()
+        # Whatever was stored is whole, and the server goes on.
+        self.assertEqual(self.server.lmtp_deliver(["alice"], mgtest.make_message(subject="after")), {})
+        inbox = self.inbox("alice")
+        self.assertTrue(any(b"Subject: after" in m for _, m in inbox))
+        for _, m in inbox:
+            subject = re.search(rb"Subject: (vanish (\d+)|after)", m)
+            self.assertIsNotNone(subject)
+            if subject.group(2):
+                n = int(subject.group(2))
+                self.assertIn(b"v" * (n * 150000) + b"\r\n", m)
+
+    def auth_child(self):
+        """The pid of mgauthd's serving process (the supervisor's child)."""
+        pids = self.server.group_pids()
+        for pid in pids:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{pid}/comm") as f:
+                comm = f.read().strip()
+            ppid = int(fields[1])
+            if comm == "mgauthd" and ppid in pids:
+                with open(f"/proc/{ppid}/comm") as f:
+                    if f.read().strip() == "mgauthd":
+                        return pid
+        return None
+
+    def test_auth_service_restarts(self):
+        child = self.auth_child()
+        self.assertIsNotNone(child, self.server.group_pids())
+        os.kill(child, 9)
+        # Answers during the gap are temporary (4xx, NO [UNAVAILABLE]), never
+        # "unknown user"; within a few seconds everything works again.
+        deadline = time.monotonic() + 15
+        lmtp_ok = imap_ok = False
+        while time.monotonic() < deadline and not (lmtp_ok and imap_ok):
+            refused = self.server.lmtp_deliver(["alice"], mgtest.make_message())
+            if refused:
+                self.assertEqual(refused["alice@example.test"][0] // 100, 4, refused)
+            else:
+                lmtp_ok = True
+            try:
+                c = self.raw()
+                c.close()
+                imap_ok = True
+            except AssertionError as e:
+                self.assertIn("UNAVAILABLE", str(e))
+            time.sleep(0.1)
+        self.assertTrue(lmtp_ok and imap_ok)
+        self.assertNotEqual(self.auth_child(), child)
 
 
 if __name__ == "__main__":
