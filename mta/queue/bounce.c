@@ -17,6 +17,7 @@
 #include "common/datetime.h"
 #include "common/log.h"
 #include "common/settings.h"
+#include "common/unique_id.h"
 #include "common/utf8.h"
 
 /* Whole messages up to this size go back with a failure report;
@@ -72,7 +73,8 @@ static void read_original(const struct queue_msg *m, size_t max, bool header_onl
     out->len += (size_t)got;
     out->data[out->len] = '\0';
     if (header_only) {
-        const char *end = strstr(out->data + start, "\r\n\r\n");
+        /* memmem: the content may hold NUL bytes before its end. */
+        const char *end = memmem(out->data + start, out->len - start, "\r\n\r\n", 4);
         if (end != NULL)
             mg_buf_truncate(out, (size_t)(end - out->data) + 4);
     }
@@ -151,7 +153,12 @@ bool bounce_send(struct queue *queue, struct queue_msg *msg, const size_t *rcpt_
     mg_buf_printf(&c, "To: %s\r\n", to);
     mg_buf_printf(&c, "Subject: %s\r\n", subject);
     mg_buf_printf(&c, "Date: %s\r\n", date);
-    mg_buf_printf(&c, "Message-ID: <%s.%s@%s>\r\n", msg->env.id, action_name(action, false), host);
+    /* Its own ID: a message may cause several notices (one recipient
+     * fails now, another later, a delay warning before). */
+    char notice_id[MG_UNIQUE_ID_LEN + 1];
+    mg_unique_id_new(notice_id);
+    mg_buf_printf(&c, "Message-ID: <%s.%s.%s@%s>\r\n", notice_id, msg->env.id, action_name(action, false),
+                  host);
     mg_buf_append_str(&c, "Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n");
     mg_buf_printf(&c, "Content-Type: multipart/report; report-type=delivery-status;\r\n"
                       "\tboundary=\"%s\"\r\n\r\n", boundary);
@@ -199,7 +206,9 @@ bool bounce_send(struct queue *queue, struct queue_msg *msg, const size_t *rcpt_
                              : action == BOUNCE_DELAYED           ? "4.0.0"
                                                                   : "2.0.0";
         mg_buf_printf(&c, "Status: %s\r\n", status);
-        if (r->last_relay != NULL)
+        /* Remote-MTA names a host (type "dns"); local deliveries went to
+         * our own mail store over LMTP, which is not one. */
+        if (r->last_relay != NULL && r->route == QUEUE_ROUTE_REMOTE)
             mg_buf_printf(&c, "Remote-MTA: dns; %s\r\n", r->last_relay);
         if (r->last_error != NULL)
             mg_buf_printf(&c, "Diagnostic-Code: smtp; %s\r\n", r->last_error);
@@ -229,6 +238,8 @@ bool bounce_send(struct queue *queue, struct queue_msg *msg, const size_t *rcpt_
     env.from = "";
     env.is_bounce = true;
     env.is_smtputf8 = msg->env.is_smtputf8;
+    /* The original goes back whole: 8-bit if it was. */
+    env.body = msg->env.body;
     env.rcpts = &rcpt;
     env.n_rcpts = 1;
     env.client = "local bounce";

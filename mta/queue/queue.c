@@ -811,6 +811,12 @@ static void dispatch_msg(struct queue *q, struct queue_msg *m, bool *local_full,
 static void expire_msg(struct queue *q, struct queue_msg *m);
 static void warn_msg(struct queue *q, struct queue_msg *m);
 
+/* Loop time at which a message of this age is older than limit. */
+static uint64_t deadline_after(uint64_t now, uint64_t age, uint64_t limit)
+{
+    return now + (limit > age ? limit - age : 0) + 1000;
+}
+
 static void queue_schedule(struct queue *q)
 {
     if (q->is_closing)
@@ -831,10 +837,25 @@ static void queue_schedule(struct queue *q)
                 msg_age_ms(m) > q->settings->queue.delay_warning_ms)
                 warn_msg(q, m);
             dispatch_msg(q, m, &local_full, &remote_full);
+            bool is_waiting = false;
             for (size_t i = 0; i < m->n_rcpts; i++) {
                 struct queue_rcpt *r = &m->rcpts[i];
                 if (r->state == RCPT_PENDING && r->next_try_ms > now && r->next_try_ms < next)
                     next = r->next_try_ms;
+                is_waiting |= !rcpt_is_final(r);
+            }
+            /* The end of the lifetime and the delay warning are due at
+             * their time, not at the next retry (which may be hours
+             * away). Ages count whole seconds: a second later they are
+             * surely past. */
+            if (is_waiting) {
+                uint64_t age = msg_age_ms(m);
+                uint64_t due = deadline_after(now, age, q->settings->queue.lifetime_ms);
+                if (q->settings->queue.delay_warning_ms != 0 && !m->is_warned) {
+                    uint64_t warn = deadline_after(now, age, q->settings->queue.delay_warning_ms);
+                    due = warn < due ? warn : due;
+                }
+                next = due < next ? due : next;
             }
         }
         m = nextm;
@@ -1034,8 +1055,26 @@ void queue_delivery_done(struct queue *q, struct queue_delivery *d)
     queue_kick(q);
 }
 
+/* "5 days", "2 hours", "90 seconds": the largest unit that divides ms. */
+static void format_duration(uint64_t ms, char *out, size_t size)
+{
+    static const struct { uint64_t ms; const char *name; } units[] = {
+        { 86400000, "day" }, { 3600000, "hour" }, { 60000, "minute" }, { 1000, "second" },
+    };
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (ms >= units[i].ms && ms % units[i].ms == 0) {
+            uint64_t n = ms / units[i].ms;
+            snprintf(out, size, "%llu %s%s", (unsigned long long)n, units[i].name, n == 1 ? "" : "s");
+            return;
+        }
+    }
+    snprintf(out, size, "%llu ms", (unsigned long long)ms);
+}
+
 static void expire_msg(struct queue *q, struct queue_msg *m)
 {
+    char lifetime[64];
+    format_duration(q->settings->queue.lifetime_ms, lifetime, sizeof(lifetime));
     struct mg_buf lines = MG_BUF_INIT;
     size_t *idx = mg_calloc(m->n_rcpts, sizeof(size_t));
     size_t n = 0;
@@ -1046,8 +1085,7 @@ static void expire_msg(struct queue *q, struct queue_msg *m)
         r->state = RCPT_BOUNCED;
         if (r->dsn[0] == '\0' || r->dsn[0] != '5')
             snprintf(r->dsn, sizeof(r->dsn), "4.4.7");
-        char *why = mg_asprintf("message expired after %llu days in the queue; last error: %s",
-                                (unsigned long long)(q->settings->queue.lifetime_ms / 86400000),
+        char *why = mg_asprintf("message expired after %s in the queue; last error: %s", lifetime,
                                 r->last_error != NULL ? r->last_error : "none");
         free(r->last_error);
         r->last_error = why;
@@ -1067,8 +1105,11 @@ static void warn_msg(struct queue *q, struct queue_msg *m)
 {
     size_t *idx = mg_calloc(m->n_rcpts, sizeof(size_t));
     size_t n = 0;
+    /* Recipients that have waited for a reason: a failed attempt, or a
+     * next hop that could not be reached at all (the MDA is down). */
     for (size_t i = 0; i < m->n_rcpts; i++) {
-        if (m->rcpts[i].state == RCPT_PENDING && m->rcpts[i].attempts > 0)
+        const struct queue_rcpt *r = &m->rcpts[i];
+        if (r->state == RCPT_PENDING && (r->attempts > 0 || r->last_error != NULL))
             idx[n++] = i;
     }
     m->is_warned = true;
