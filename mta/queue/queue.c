@@ -905,7 +905,6 @@ struct result_job {
     char id[MG_UNIQUE_ID_LEN + 1];
     char *log_path;
     char *msg_path;
-    struct mg_buf lines;
     bool sync;
     bool remove;
     int status;
@@ -922,8 +921,15 @@ static void result_work(uv_work_t *req)
         unlink(j->log_path);
         return;
     }
-    if (j->lines.len > 0)
-        j->status = log_append(j->log_path, j->lines.data, j->lines.len, j->sync);
+    int fd = open(j->log_path, O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno != ENOENT) /* no log yet: nothing to sync */
+            j->status = -errno;
+        return;
+    }
+    if (fdatasync(fd) != 0)
+        j->status = -errno;
+    close(fd);
 }
 
 static void result_after(uv_work_t *req, int status)
@@ -932,23 +938,41 @@ static void result_after(uv_work_t *req, int status)
     struct result_job *j = req->data;
     j->queue->jobs_running--;
     if (j->status != 0)
-        mg_log_error("queue", "cannot write the queue log id=%s error=%s", j->id, strerror(-j->status));
+        mg_log_error("queue", "cannot sync the queue log id=%s error=%s", j->id, strerror(-j->status));
     free(j->log_path);
     free(j->msg_path);
-    mg_buf_free(&j->lines);
     free(j);
 }
 
+/* Appends lines to m's status log at once: a write into the page cache,
+ * which survives a crash of the process (kill -9), so that a result is in
+ * the log before anything else happens, also before the line about it in
+ * the daemon's log. What survives a crash of the machine is the
+ * fdatasync's business (result_job_start). */
+static void status_append(struct queue_msg *m, struct mg_buf *lines)
+{
+    if (lines->len == 0)
+        return;
+    int r = log_append(m->log_path, lines->data, lines->len, false);
+    if (r != 0)
+        mg_log_error("queue", "cannot write the queue log id=%s error=%s", m->env.id, strerror(-r));
+    mg_buf_reset(lines);
+}
+
+/* Writes lines (see status_append), then in the thread pool: with sync an
+ * fdatasync of the log, with remove the removal of the message's files. */
 static void result_job_start(struct queue *q, struct queue_msg *m, struct mg_buf *lines, bool sync,
                              bool remove)
 {
+    status_append(m, lines);
+    mg_buf_free(lines);
+    if (!sync && !remove)
+        return;
     struct result_job *j = mg_calloc(1, sizeof(*j));
     j->queue = q;
     memcpy(j->id, m->env.id, sizeof(j->id));
     j->log_path = mg_strdup(m->log_path);
     j->msg_path = mg_strdup(m->path);
-    j->lines = *lines;
-    *lines = (struct mg_buf)MG_BUF_INIT;
     j->sync = sync;
     j->remove = remove;
     j->req.data = j;
@@ -967,7 +991,8 @@ static void log_result(const struct queue_msg *m, const struct queue_rcpt *r, co
                 mg_log_str(rv, r->last_error != NULL ? r->last_error : ""));
 }
 
-/* The message is done with: remove it, or log what happened. */
+/* The message is done with: remove it, or log what happened (sync: the
+ * log holds final results written since the last sync). */
 static void msg_settle(struct queue *q, struct queue_msg *m, struct mg_buf *lines, bool sync)
 {
     if (msg_is_done(m) && m->in_flight == 0 && m->notices_pending == 0) {
@@ -975,7 +1000,7 @@ static void msg_settle(struct queue *q, struct queue_msg *m, struct mg_buf *line
         msg_free(q, m);
         return;
     }
-    if (lines->len > 0)
+    if (lines->len > 0 || sync)
         result_job_start(q, m, lines, sync, false);
     mg_buf_free(lines);
 }
@@ -992,6 +1017,9 @@ void queue_delivery_done(struct queue *q, struct queue_delivery *d)
     size_t n_bounced = 0;
     size_t *success = mg_calloc(d->n_rcpts ? d->n_rcpts : 1, sizeof(size_t));
     size_t n_success = 0;
+    /* What to say about each recipient in the daemon's log, once its
+     * result is in the status log. */
+    const char **said = mg_calloc(d->n_rcpts ? d->n_rcpts : 1, sizeof(*said));
     for (size_t k = 0; k < d->n_rcpts; k++) {
         struct queue_delivery_rcpt *dr = &d->rcpts[k];
         struct queue_rcpt *r = &m->rcpts[meta->idx[k]];
@@ -1006,14 +1034,14 @@ void queue_delivery_done(struct queue *q, struct queue_delivery *d)
         r->last_relay = d->relay != NULL ? mg_strdup(d->relay) : NULL;
         if (dr->result == 2) {
             r->state = RCPT_DELIVERED;
-            log_result(m, r, "sent", d->relay);
+            said[k] = "sent";
             log_line(&lines, meta->idx[k], "delivered", r->dsn, r->last_error);
             sync = true;
             if (r->notify & 2 /* SUCCESS */)
                 success[n_success++] = meta->idx[k];
         } else if (dr->result == 5) {
             r->state = RCPT_BOUNCED;
-            log_result(m, r, "bounced", d->relay);
+            said[k] = "bounced";
             log_line(&bounce_lines, meta->idx[k], "bounced", r->dsn, r->last_error);
             sync = true;
             bounced[n_bounced++] = meta->idx[k];
@@ -1027,17 +1055,25 @@ void queue_delivery_done(struct queue *q, struct queue_delivery *d)
             r->state = RCPT_PENDING;
             r->next_try_ms = now_ms(q) + QUEUE_NOT_ATTEMPTED_RETRY_MS;
             if (!is_same_reason) {
-                log_result(m, r, "deferred", d->relay);
+                said[k] = "deferred";
                 log_line(&lines, meta->idx[k], "waiting", r->dsn, r->last_error);
             }
         } else {
             r->state = RCPT_PENDING;
             r->attempts++;
             r->next_try_ms = now_ms(q) + backoff_ms(q, r->attempts);
-            log_result(m, r, "deferred", d->relay);
+            said[k] = "deferred";
             log_line(&lines, meta->idx[k], "deferred", r->dsn, r->last_error);
         }
     }
+    /* Deliveries are in the status log before anything else: a crash from
+     * here on does not deliver them again. */
+    status_append(m, &lines);
+    for (size_t k = 0; k < d->n_rcpts; k++) {
+        if (said[k] != NULL)
+            log_result(m, &m->rcpts[meta->idx[k]], said[k], d->relay);
+    }
+    free(said);
     /* The bounce is on disk before the failure is logged as final, so a
      * crash in between bounces twice rather than never. */
     if (n_bounced > 0)
