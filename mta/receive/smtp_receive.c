@@ -60,7 +60,6 @@ struct rx_session {
     unsigned auth_failures;
     uv_timer_t *delay_timer;
     struct smtp_server_reply *delayed_reply;
-    struct mg_auth_request *auth_req;
     const char *refusal;
     char local_user[64];    /* submit socket: the peer's user */
 };
@@ -93,6 +92,15 @@ struct rx_tx {
     bool is_committing;
     char id[MG_UNIQUE_ID_LEN + 1];
 };
+
+/* Every answer that comes back later (the auth service's, a delay timer)
+ * holds a reference: the client may be gone by then (s->smtp is NULL),
+ * and the answer must still be given, to the then inert reply handle,
+ * which frees it. */
+static void session_ref(struct rx_session *s)
+{
+    s->refcount++;
+}
 
 static void session_unref(struct rx_session *s)
 {
@@ -152,9 +160,13 @@ static void auth_verified(const struct mg_auth_verify_result *res, void *ctx)
 {
     struct auth_ctx *ac = ctx;
     struct rx_session *s = ac->s;
-    s->auth_req = NULL;
     char uv[MG_LOG_VALUE_MAX];
-    if (res->status == MG_AUTH_OK) {
+    if (s->smtp == NULL) {
+        /* The client left meanwhile: a wrong password still counts. */
+        if (res->status == MG_AUTH_FAIL)
+            mg_ip_limiter_fail(s->rx->limiter, s->ip, mg_datetime_monotonic_ms());
+        smtp_server_auth_reply(ac->reply, false, NULL);
+    } else if (res->status == MG_AUTH_OK) {
         free(s->auth_user);
         s->auth_user = mg_strdup(res->user);
         mg_log_info("submission", "login session=%s user=%s remote=%s", s->id, mg_log_str(uv, res->user), s->ip);
@@ -176,11 +188,12 @@ static void auth_verified(const struct mg_auth_verify_result *res, void *ctx)
             uv_timer_init(s->rx->loop, s->delay_timer);
             s->delay_timer->data = s;
             s->delayed_reply = ac->reply;
-            s->refcount++;
+            session_ref(s);
             uv_timer_start(s->delay_timer, delay_cb, delay, 0);
         }
     }
     free(ac);
+    session_unref(s);
 }
 
 static void hook_auth(struct smtp_server *server, struct smtp_server_reply *reply,
@@ -201,7 +214,8 @@ static void hook_auth(struct smtp_server *server, struct smtp_server_reply *repl
     ac->s = s;
     ac->reply = reply;
     snprintf(ac->user, sizeof(ac->user), "%s", authcid);
-    s->auth_req = mg_auth_verify(s->rx->auth, authzid, authcid, password, "smtp", s->ip, auth_verified, ac);
+    session_ref(s);
+    mg_auth_verify(s->rx->auth, authzid, authcid, password, "smtp", s->ip, auth_verified, ac);
 }
 
 /* ---- MAIL FROM ---- */
@@ -210,7 +224,14 @@ static void tx_data_free(struct rx_tx *t)
 {
     if (t == NULL)
         return;
-    mg_auth_cancel(&t->from_req);
+    if (t->from_req != NULL) {
+        /* The session is being freed while the sender check runs (no
+         * command is read while it does): the reply handle is inert and
+         * is freed by its answer. */
+        mg_auth_cancel(&t->from_req);
+        smtp_server_reply_send(t->from_reply, 421, "4.3.2", "Session closed");
+        t->from_reply = NULL;
+    }
     queue_new_abort(&t->qn);
     mg_buf_free(&t->held);
     free(t);
@@ -284,7 +305,10 @@ static void rcpt_data_free(struct rx_rcpt *r)
 {
     if (r == NULL)
         return;
-    mg_auth_cancel(&r->req);
+    if (r->req != NULL) {
+        mg_auth_cancel(&r->req);
+        session_unref(r->s);
+    }
     for (size_t i = 0; i < r->n_targets; i++)
         free(r->targets[i].address);
     free(r->targets);
@@ -317,18 +341,37 @@ static const char *parent_domain(const char *domain)
     return dot != NULL && strchr(dot + 1, '.') != NULL ? dot + 1 : NULL;
 }
 
+/* Asks about a recipient; the session is held until rcpt_resolved. */
+static void rcpt_resolve(struct rx_rcpt *r, const char *address)
+{
+    session_ref(r->s);
+    r->req = mg_auth_resolve(r->s->rx->auth, address, rcpt_resolved, r);
+}
+
 static void rcpt_resolve_postmaster(struct rx_rcpt *r)
 {
     char pm[300];
     snprintf(pm, sizeof(pm), "postmaster@%s", r->postmaster_domain);
-    r->req = mg_auth_resolve(r->s->rx->auth, pm, rcpt_resolved, r);
+    rcpt_resolve(r, pm);
 }
+
+static void rcpt_check(struct rx_rcpt *r, const struct mg_auth_resolve_result *res);
 
 static void rcpt_resolved(const struct mg_auth_resolve_result *res, void *ctx)
 {
     struct rx_rcpt *r = ctx;
     struct rx_session *s = r->s;
     r->req = NULL;
+    if (s->smtp == NULL)
+        rcpt_refuse(r, 421, "4.3.2", "Session closed"); /* to the inert reply: frees both */
+    else
+        rcpt_check(r, res);
+    session_unref(s);
+}
+
+static void rcpt_check(struct rx_rcpt *r, const struct mg_auth_resolve_result *res)
+{
+    struct rx_session *s = r->s;
     char av[MG_LOG_VALUE_MAX];
     switch (res->status) {
     case MG_AUTH_OK:
@@ -406,7 +449,7 @@ static void hook_rcpt_to(struct smtp_server *server, struct smtp_server_reply *r
         rcpt_resolve_postmaster(r);
         return;
     }
-    r->req = mg_auth_resolve(s->rx->auth, rcpt->address, rcpt_resolved, r);
+    rcpt_resolve(r, rcpt->address);
 }
 
 /* ---- DATA ---- */
@@ -711,7 +754,6 @@ static void conn_on_close(struct mg_conn *conn, const char *reason)
     s->conn = NULL;
     if (s->kind != SMTP_RX_LOCAL)
         mg_ip_limiter_disconnect(s->rx->limiter, s->ip);
-    mg_auth_cancel(&s->auth_req);
     smtp_server_free(&s->smtp);
     session_unref(s);
 }

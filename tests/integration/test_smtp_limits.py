@@ -201,7 +201,32 @@ class Limits(SystemTestCase):
 
 
 class ConnectionKinds(SystemTestCase):
-    """Clients that go away at awkward moments do not hurt the daemon."""
+    """Clients that go away at awkward moments do not hurt the daemon (the
+    sanitizers check it when the test stops the daemons)."""
+
+    def test_disconnect_while_the_auth_service_answers(self):
+        # Each command waits for the auth service; the client leaves
+        # before the answer. (Once a heap-use-after-free for unknown
+        # recipients and relay attempts, and leaks for the others.)
+        import base64
+        self.server.mgadm("alias", "add", "sales@example.test", "alice@example.test")
+        token = base64.b64encode(f"\0alice@example.test\0{self.server.password('alice')}".encode())
+        for i in range(10):
+            for rcpt in (b"nobody@example.test", b"bob@example.test", b"x@other.test", b"postmaster"):
+                with socket.create_connection(("127.0.0.1", self.server.smtp_port), timeout=10) as s:
+                    s.sendall(b"EHLO x\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<" + rcpt + b">\r\n")
+            with self.server.raw_smtp("submission") as r:
+                r.send(b"EHLO x\r\nAUTH PLAIN " + token + b"\r\n")
+            with self.server.raw_smtp("submission") as r:
+                r.send(b"EHLO x\r\nAUTH PLAIN " + base64.b64encode(b"\0alice@example.test\0bad") + b"\r\n")
+            with self.server.raw_smtp("submission") as r:
+                r.ehlo()
+                r.login("alice")
+                r.send(b"MAIL FROM:<sales@example.test>\r\n")
+        time.sleep(1)
+        # Still serving.
+        self.server.mx_send("bob", make_message())
+        self.assertEqual(self.server.wait_delivered("bob", 1), 1)
 
     def test_disconnects(self):
         for data in (b"", b"EHLO x\r\n", b"EHLO x\r\nMAIL FROM:<a@remote.test>\r\n",
