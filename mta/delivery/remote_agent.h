@@ -21,7 +21,8 @@ struct remote_agent *remote_agent_new(uv_loop_t *loop, const struct mg_settings 
 struct queue_agent *remote_agent_queue_agent(struct remote_agent *agent);
 /* Finishes what is in flight, starts nothing new. */
 void remote_agent_stop(struct remote_agent *agent);
-/* Deliveries in flight (for a graceful stop). */
+/* Deliveries in flight, plus connections still open (a graceful stop
+ * waits for their QUIT too). */
 unsigned remote_agent_busy(const struct remote_agent *agent);
 void remote_agent_free(struct remote_agent **agent);
 
