@@ -111,24 +111,27 @@ bool bounce_send(struct queue *queue, struct queue_msg *msg, const size_t *rcpt_
                  enum bounce_action action, void (*done)(struct queue *queue, const char *id))
 {
     const char *host = queue->settings->hostname;
-    char postmaster[300];
-    snprintf(postmaster, sizeof(postmaster), "postmaster@%s", host);
     const char *to = msg->env.from;
+    /* The header's To: an address with a domain even for the postmaster,
+     * whose envelope address is the bare "postmaster" (the queue resolves
+     * it as RCPT TO:<postmaster> is: the host's mail domain). */
+    char to_field[1024];
     if (msg->env.is_bounce) {
-        /* A notice that failed: the postmaster hears of it, once. */
+        /* A notice that failed: the postmaster hears of it, once. The
+         * notice about a notice is marked, and its failure ends here
+         * whatever address the postmaster's mail went to: no loop. */
         if (action != BOUNCE_FAILED)
             return false;
-        for (size_t i = 0; i < n; i++) {
-            if (mg_ascii_strcasecmp(msg->rcpts[rcpt_idx[i]].address, postmaster) == 0 ||
-                mg_ascii_has_prefix(msg->rcpts[rcpt_idx[i]].address,
-                                    strlen(msg->rcpts[rcpt_idx[i]].address), "postmaster@")) {
-                mg_log_warning("bounce", "%s double bounce dropped", msg->env.id);
-                return false;
-            }
+        if (msg->env.is_double_bounce) {
+            mg_log_warning("bounce", "%s double bounce dropped", msg->env.id);
+            return false;
         }
-        to = postmaster;
+        to = "postmaster";
+        snprintf(to_field, sizeof(to_field), "postmaster@%s", host);
     } else if (to[0] == '\0') {
         return false; /* never a notice to the null sender */
+    } else {
+        snprintf(to_field, sizeof(to_field), "%s", to);
     }
     size_t *chosen = mg_calloc(n ? n : 1, sizeof(size_t));
     size_t k = 0;
@@ -150,7 +153,7 @@ bool bounce_send(struct queue *queue, struct queue_msg *msg, const size_t *rcpt_
                           : action == BOUNCE_DELAYED ? "Delayed Mail (still being retried)"
                                                      : "Successful Mail Delivery Report";
     mg_buf_printf(&c, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n", host);
-    mg_buf_printf(&c, "To: %s\r\n", to);
+    mg_buf_printf(&c, "To: %s\r\n", to_field);
     mg_buf_printf(&c, "Subject: %s\r\n", subject);
     mg_buf_printf(&c, "Date: %s\r\n", date);
     /* Its own ID: a message may cause several notices (one recipient
@@ -221,9 +224,16 @@ bool bounce_send(struct queue *queue, struct queue_msg *msg, const size_t *rcpt_
     }
     mg_buf_append_str(&c, "\r\n");
 
-    /* Part 3: the message, or its header. */
+    /* Part 3: the message, or its header. A message refused for its size
+     * goes back without its body: whole, the notice would fail the same
+     * way and never reach the sender. */
+    bool is_size_failure = false;
+    for (size_t i = 0; i < k; i++) {
+        const char *dsn = msg->rcpts[chosen[i]].dsn;
+        is_size_failure |= strcmp(dsn, "5.3.4") == 0 || strcmp(dsn, "5.2.3") == 0;
+    }
     bool full = action == BOUNCE_FAILED && msg->env.ret != QUEUE_RET_HDRS &&
-                msg->content_len <= BOUNCE_FULL_MAX;
+                msg->content_len <= BOUNCE_FULL_MAX && !is_size_failure;
     mg_buf_printf(&c, "--%s\r\nContent-Description: %s\r\nContent-Type: %s\r\n\r\n", boundary,
                   full ? "Undelivered Message" : "Message Headers",
                   full ? (msg->env.is_smtputf8 ? "message/global" : "message/rfc822")
@@ -237,6 +247,7 @@ bool bounce_send(struct queue *queue, struct queue_msg *msg, const size_t *rcpt_
     struct queue_envelope env = { 0 };
     env.from = "";
     env.is_bounce = true;
+    env.is_double_bounce = msg->env.is_bounce;
     env.is_smtputf8 = msg->env.is_smtputf8;
     /* The original goes back whole: 8-bit if it was. */
     env.body = msg->env.body;

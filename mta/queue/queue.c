@@ -44,6 +44,7 @@ struct queue_new {
 
 static void queue_schedule(struct queue *q);
 static void msg_free(struct queue *q, struct queue_msg *m);
+static void msg_settle(struct queue *q, struct queue_msg *m, struct mg_buf *lines, bool sync);
 
 struct queue_msg *queue_find(struct queue *queue, const char *id)
 {
@@ -637,16 +638,51 @@ struct resolve_ctx {
     struct queue *queue;
     char id[MG_UNIQUE_ID_LEN + 1];
     size_t idx;
+    /* The bare "postmaster" (double bounces): the domain asked about now,
+     * a suffix of the host name, as for RCPT TO:<postmaster>. */
+    const char *postmaster_domain;
 };
+
+static void resolved_cb(const struct mg_auth_resolve_result *res, void *ctx);
+
+/* "mail.example.com" gives "example.com", which gives NULL. */
+static const char *parent_domain(const char *domain)
+{
+    const char *dot = strchr(domain, '.');
+    return dot != NULL && strchr(dot + 1, '.') != NULL ? dot + 1 : NULL;
+}
+
+static void resolve_start(struct resolve_ctx *rc, const char *address)
+{
+    char pm[300];
+    if (rc->postmaster_domain != NULL) {
+        snprintf(pm, sizeof(pm), "postmaster@%s", rc->postmaster_domain);
+        address = pm;
+    }
+    mg_auth_resolve(rc->queue->auth, address, resolved_cb, rc);
+}
 
 static void resolved_cb(const struct mg_auth_resolve_result *res, void *ctx)
 {
     struct resolve_ctx *rc = ctx;
     struct queue *q = rc->queue;
     struct queue_msg *m = queue_find(q, rc->id);
+    if (m != NULL && rc->idx < m->n_rcpts && m->rcpts[rc->idx].state == RCPT_RESOLVING &&
+        res->status == MG_AUTH_NOT_LOCAL && rc->postmaster_domain != NULL &&
+        (rc->postmaster_domain = parent_domain(rc->postmaster_domain)) != NULL) {
+        resolve_start(rc, NULL); /* one label up */
+        return;
+    }
     if (m != NULL && rc->idx < m->n_rcpts && m->rcpts[rc->idx].state == RCPT_RESOLVING) {
         struct queue_rcpt *r = &m->rcpts[rc->idx];
         r->state = RCPT_PENDING;
+        if (res->status == MG_AUTH_NOT_LOCAL && strchr(r->address, '@') == NULL) {
+            /* No domain of the host name is ours: nobody to tell. */
+            r->route = QUEUE_ROUTE_LOCAL; /* LMTP refuses it: 5.1.1 */
+            queue_kick(q);
+            free(rc);
+            return;
+        }
         if (res->status == MG_AUTH_OK && res->count > 0 && res->targets[0].is_local) {
             /* A generated message goes to the mailbox the address
              * reaches (the first: bounces have one recipient). */
@@ -661,6 +697,10 @@ static void resolved_cb(const struct mg_auth_resolve_result *res, void *ctx)
             r->route = QUEUE_ROUTE_REMOTE;
         } else if (res->status == MG_AUTH_NOT_FOUND) {
             r->route = QUEUE_ROUTE_LOCAL; /* LMTP will refuse it: 5.1.1 */
+            if (rc->postmaster_domain != NULL) {
+                free(r->address); /* the one asked about, for the logs */
+                r->address = mg_asprintf("postmaster@%s", rc->postmaster_domain);
+            }
         } else {
             r->next_try_ms = now_ms(q) + QUEUE_RESOLVE_RETRY_MS;
         }
@@ -680,8 +720,10 @@ static void resolve_rcpt(struct queue *q, struct queue_msg *m, size_t idx)
     rc->queue = q;
     memcpy(rc->id, m->env.id, sizeof(rc->id));
     rc->idx = idx;
+    if (strchr(r->address, '@') == NULL)
+        rc->postmaster_domain = q->settings->hostname;
     r->state = RCPT_RESOLVING;
-    mg_auth_resolve(q->auth, r->address, resolved_cb, rc);
+    resolve_start(rc, r->address);
 }
 
 static struct queue_delivery *delivery_new(struct queue_msg *m, const char *destination)
@@ -836,7 +878,18 @@ static void queue_schedule(struct queue *q)
             if (q->settings->queue.delay_warning_ms != 0 && !m->is_warned &&
                 msg_age_ms(m) > q->settings->queue.delay_warning_ms)
                 warn_msg(q, m);
+            /* An agent may finish a delivery before deliver() returns (a
+             * message the next hop's SIZE refuses fails at once), and a
+             * finished message is freed: hold it until we are done. */
+            m->in_flight++;
             dispatch_msg(q, m, &local_full, &remote_full);
+            m->in_flight--;
+            if (msg_is_done(m) && m->in_flight == 0 && m->notices_pending == 0) {
+                struct mg_buf none = MG_BUF_INIT;
+                msg_settle(q, m, &none, false);
+                m = nextm;
+                continue;
+            }
             bool is_waiting = false;
             for (size_t i = 0; i < m->n_rcpts; i++) {
                 struct queue_rcpt *r = &m->rcpts[i];
@@ -867,8 +920,6 @@ static void queue_schedule(struct queue *q)
 }
 
 /* ---- results ---- */
-
-static void msg_settle(struct queue *q, struct queue_msg *m, struct mg_buf *lines, bool sync);
 
 /* A notice about m is on disk: its failures may now be logged final. */
 static void notice_done(struct queue *q, const char *id)

@@ -64,7 +64,7 @@ void queue_file_write_head(const struct queue_envelope *env, struct mg_buf *out)
     if (env->is_smtputf8)
         kv(out, "smtputf8", "1");
     if (env->is_bounce)
-        kv(out, "bounce", "1");
+        kv(out, "bounce", env->is_double_bounce ? "2" : "1");
     if (env->auth_user != NULL)
         kv(out, "auth", env->auth_user);
     if (env->client != NULL)
@@ -223,6 +223,7 @@ int queue_file_read(const char *path, struct mg_arena *arena, struct queue_envel
             env_r->is_smtputf8 = true;
         } else if (strcmp(line, "bounce") == 0) {
             env_r->is_bounce = true;
+            env_r->is_double_bounce = strcmp(value, "2") == 0;
         } else if (strcmp(line, "auth") == 0) {
             env_r->auth_user = unescape(value, false);
         } else if (strcmp(line, "client") == 0) {

@@ -53,7 +53,10 @@ struct queue_envelope {
     enum queue_ret ret;
     enum queue_body body;
     bool is_smtputf8;
-    bool is_bounce;         /* a DSN we made: never bounced itself */
+    bool is_bounce;         /* a DSN we made: its failure goes to the
+                             * postmaster, not to its (null) sender */
+    bool is_double_bounce;  /* that notice to the postmaster: dropped
+                             * if it fails too (is_bounce is set as well) */
     const char *auth_user;  /* NULL: not authenticated */
     const char *client;     /* "[192.0.2.1] helo-name", for logs */
     struct queue_file_rcpt *rcpts;

@@ -205,5 +205,80 @@ class DelayWarning(SystemTestCase):
         self.assertEqual(self.server.wait_delivered("bob", 1), 1)
 
 
+class DoubleBounce(SystemTestCase):
+    """A notice that cannot be delivered goes to the postmaster (the
+    postmaster of the host name's mail domain, as for RCPT
+    TO:<postmaster>); one about that is dropped: no loop."""
+    own_auth = True
+    users = ["alice", "bob", "carol"]
+
+    def both_fail(self):
+        self.server.stop_imapd()
+        qid = self.server.submit("alice", "bob", make_message(subject="double"))
+        self.server.mgadm("user", "disable", "bob@example.test")
+        self.server.mgadm("user", "disable", "alice@example.test")
+        self.server.start_imapd()
+        return qid
+
+    def test_to_the_postmaster(self):
+        self.server.mgadm("alias", "add", "postmaster@example.test", "carol@example.test")
+        self.both_fail()
+        self.assertEqual(self.server.wait_delivered("carol", 1, timeout=20), 1)
+        report = parse(self.server.fetch_all("carol")[0])
+        self.assertEqual(report["To"], f"postmaster@{HOSTNAME}")
+        rcpt = report.get_payload()[1].get_payload()[1]
+        self.assertEqual(rcpt["Final-Recipient"], "rfc822; alice@example.test")
+        self.assertEqual(rcpt["Status"], "5.2.1")
+        # What failed is the first notice: it is attached.
+        self.assertIn(b"Undelivered Mail Returned to Sender", self.server.fetch_all("carol")[0])
+        self.assertTrue(self.server.wait_queue_empty())
+
+    def test_no_loop(self):
+        # The postmaster's mailbox fails too: the notice about the notice
+        # is dropped.
+        self.server.mgadm("alias", "add", "postmaster@example.test", "bob@example.test")
+        self.both_fail()
+        self.assertIsNotNone(self.server.wait_smtpd_log(r"double bounce dropped", timeout=20))
+        self.assertTrue(self.server.wait_queue_empty())
+        time.sleep(2)
+        self.assertEqual(len(re.findall(r"sender notified", self.server.smtpd_log())), 2)
+        self.assertEqual(self.server.queue_files(), [])
+
+    def test_no_postmaster_at_all(self):
+        # Neither postmaster@mail.example.test nor postmaster@example.test
+        # exists: the double bounce fails locally and is dropped, it is
+        # never sent elsewhere.
+        self.both_fail()
+        self.assertIsNotNone(self.server.wait_smtpd_log(r"double bounce dropped", timeout=20))
+        self.assertTrue(self.server.wait_queue_empty())
+        self.assertRegex(self.server.smtpd_log(), r"to=postmaster@example\.test .*dsn=5\.1\.1 status=bounced")
+        self.assertNotIn("relay: connection failed", self.server.smtpd_log())
+
+
+class MdaRefusesSize(SystemTestCase):
+    """The MDA's size limit below the MTA's: the LMTP client refuses the
+    message itself (before anything is sent) and it bounces at once. Once
+    a heap-use-after-free when no notice was due (null sender,
+    NOTIFY=NEVER): the message was freed while the scheduler still used it."""
+    conf = {"lmtp.max_message_size": "10K"}
+    own_auth = True
+
+    def test_too_big_for_the_mda(self):
+        big = make_message(body=("x" * 70 + "\r\n") * 250)
+        self.assertGreater(len(big), 10 * 1024)
+        ids = [self.server.mx_send("bob", big, sender=""),
+               self.server.mx_send("bob", big, rcpt_options=["NOTIFY=NEVER"]),
+               self.server.submit("alice", "bob", big)]
+        for qid in ids:
+            m = self.server.wait_smtpd_log(rf"{qid} to=bob@example\.test .*dsn=5\.3\.4 status=bounced")
+            self.assertIsNotNone(m, self.server.smtpd_log())
+        # Only alice's message earns a report.
+        self.assertEqual(self.server.wait_delivered("alice", 1), 1)
+        self.assertTrue(self.server.wait_queue_empty())
+        # Still alive, still delivering.
+        self.server.submit("alice", "bob", make_message())
+        self.assertEqual(self.server.wait_delivered("bob", 1), 1)
+
+
 if __name__ == "__main__":
     mgsystem.main()
