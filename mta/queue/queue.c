@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -44,6 +45,7 @@ struct queue_new {
 
 static void queue_schedule(struct queue *q);
 static void msg_free(struct queue *q, struct queue_msg *m);
+static bool msg_is_done(const struct queue_msg *m);
 static void msg_settle(struct queue *q, struct queue_msg *m, struct mg_buf *lines, bool sync);
 
 struct queue_msg *queue_find(struct queue *queue, const char *id)
@@ -140,6 +142,13 @@ static void log_replay(struct queue_msg *m)
             m->is_warned = true;
             continue;
         }
+        if (strncmp(line, "deleted ", 8) == 0) {
+            /* Deleted by the administrator: final for everyone. */
+            for (size_t i = 0; i < m->n_rcpts; i++)
+                m->rcpts[i].state = RCPT_BOUNCED;
+            m->is_deleted = true;
+            continue;
+        }
         char state[16];
         unsigned long idx;
         long long when;
@@ -214,7 +223,7 @@ static void load_spool(struct queue *q)
     if (d == NULL)
         return;
     struct dirent *de;
-    size_t loaded = 0, bad = 0;
+    size_t loaded = 0, bad = 0, finished = 0;
     while ((de = readdir(d)) != NULL) {
         if (!mg_unique_id_is_valid(de->d_name))
             continue;
@@ -222,7 +231,7 @@ static void load_spool(struct queue *q)
         struct mg_arena *arena = mg_arena_new(4096);
         struct queue_envelope env;
         uint64_t off, len;
-        const char *error;
+        const char *error = "the ID does not match the file name";
         if (queue_file_read(path, arena, &env, &off, &len, &error) != 0 ||
             strcmp(env.id, de->d_name) != 0) {
             /* Never deliver a damaged file: keep it for the operator. */
@@ -235,7 +244,16 @@ static void load_spool(struct queue *q)
         } else {
             struct queue_msg *m = msg_add(q, &env, path, off, len);
             log_replay(m);
-            loaded++;
+            if (msg_is_done(m)) {
+                /* Every result was logged, the files were not removed yet
+                 * (a crash, or a delete): they go now. */
+                unlink(m->path);
+                unlink(m->log_path);
+                msg_free(q, m);
+                finished++;
+            } else {
+                loaded++;
+            }
         }
         mg_arena_free(&arena);
         free(path);
@@ -265,8 +283,8 @@ static void load_spool(struct queue *q)
         }
         closedir(d);
     }
-    if (loaded > 0 || bad > 0)
-        mg_log_info("queue", "queue loaded messages=%zu damaged=%zu", loaded, bad);
+    if (loaded > 0 || bad > 0 || finished > 0)
+        mg_log_info("queue", "queue loaded messages=%zu damaged=%zu finished=%zu", loaded, bad, finished);
 }
 
 static void timer_cb(uv_timer_t *t)
@@ -293,20 +311,28 @@ int queue_open(uv_loop_t *loop, const struct mg_settings *settings, struct queue
     q->msg_dir = mg_asprintf("%s/msg", q->dir);
     q->log_dir = mg_asprintf("%s/log", q->dir);
     q->corrupt_dir = mg_asprintf("%s/corrupt", q->dir);
+    q->lock_fd = -1;
     const char *dirs[] = { q->dir, q->tmp_dir, q->msg_dir, q->log_dir, q->corrupt_dir };
     for (size_t i = 0; i < 5; i++) {
         int r = mkdir_p(dirs[i]);
         if (r != 0) {
             *error_r = mg_asprintf("cannot create %s: %s", dirs[i], strerror(-r));
-            free(q->dir);
-            free(q->tmp_dir);
-            free(q->msg_dir);
-            free(q->log_dir);
-            free(q->corrupt_dir);
-            free(q);
-            return -1;
+            goto fail;
         }
     }
+    /* One process works on the spool at a time: mgsmtpd, or mgqueue while
+     * mgsmtpd is stopped. Two would deliver everything twice and remove
+     * each other's files. The lock goes with the process, also on kill -9. */
+    char *lock_path = mg_asprintf("%s/lock", q->dir);
+    q->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (q->lock_fd < 0 || flock(q->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        *error_r = errno == EWOULDBLOCK
+                       ? mg_asprintf("the queue %s is in use by another process (mgsmtpd running?)", q->dir)
+                       : mg_asprintf("cannot lock %s: %s", lock_path, strerror(errno));
+        free(lock_path);
+        goto fail;
+    }
+    free(lock_path);
     load_spool(q);
     uv_timer_init(loop, &q->timer);
     q->timer.data = q;
@@ -315,6 +341,16 @@ int queue_open(uv_loop_t *loop, const struct mg_settings *settings, struct queue
     *queue_r = q;
     queue_kick(q);
     return 0;
+fail:
+    if (q->lock_fd >= 0)
+        close(q->lock_fd);
+    free(q->dir);
+    free(q->tmp_dir);
+    free(q->msg_dir);
+    free(q->log_dir);
+    free(q->corrupt_dir);
+    free(q);
+    return -1;
 }
 
 void queue_set_auth(struct queue *queue, struct mg_auth_client *auth)
@@ -334,6 +370,8 @@ static void queue_free_cb(uv_handle_t *h)
     struct queue *q = h->data;
     while (q->msgs != NULL)
         msg_free(q, q->msgs);
+    if (q->lock_fd >= 0)
+        close(q->lock_fd);
     free(q->dir);
     free(q->tmp_dir);
     free(q->msg_dir);
@@ -1279,10 +1317,15 @@ int queue_delete(struct queue *q, const char *id)
             m->rcpts[i].state = RCPT_BOUNCED; /* silently: no bounce */
     }
     m->is_deleted = true;
-    struct mg_buf none = MG_BUF_INIT;
+    /* In the status log at once: a crash before the files are gone does
+     * not bring the message back. */
+    struct mg_buf lines = MG_BUF_INIT;
+    mg_buf_printf(&lines, "deleted %lld\n", (long long)time(NULL));
     if (m->in_flight == 0) {
-        result_job_start(q, m, &none, false, true);
+        result_job_start(q, m, &lines, false, true);
         msg_free(q, m);
+    } else {
+        result_job_start(q, m, &lines, true, false);
     }
     return 0;
 }

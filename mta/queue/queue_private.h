@@ -54,6 +54,7 @@ struct queue {
     struct mg_auth_client *auth;
     char *dir;
     char *tmp_dir, *msg_dir, *log_dir, *corrupt_dir;
+    int lock_fd;              /* <dir>/lock, flock()ed: one user of the spool */
     struct queue_msg *msgs;
     size_t n_msgs;
     struct queue_agent *local;

@@ -556,12 +556,32 @@ static void hook_data_begin(struct smtp_server *server, struct smtp_server_reply
     smtp_server_reply_send(reply, 354, NULL, "");
 }
 
-/* Whether a field with this name starts a line of the header h. */
+/* The length of the header in h: up to and with the empty line (CR LF
+ * or a bare LF one, as BDAT content may have), or all of h. */
+static size_t header_length(const struct mg_buf *h)
+{
+    const char *p = h->data;
+    size_t len = h->len;
+    for (size_t i = 0; i < len; i++) {
+        /* An empty line: at the start, or right after an LF. */
+        if (i == 0 || p[i - 1] == '\n') {
+            if (p[i] == '\n')
+                return i + 1;
+            if (p[i] == '\r' && i + 1 < len && p[i + 1] == '\n')
+                return i + 2;
+        }
+    }
+    return len;
+}
+
+/* Whether a field with this name starts a line of the header in h (not
+ * of the body: a quoted "Date:" there does not count). */
 static bool header_has(const struct mg_buf *h, const char *name)
 {
+    size_t hlen = header_length(h);
     size_t nl = strlen(name);
-    for (size_t i = 0; i + nl < h->len; i++) {
-        if ((i == 0 || h->data[i - 1] == '\n') && mg_ascii_has_prefix(h->data + i, h->len - i, name))
+    for (size_t i = 0; i + nl <= hlen; i++) {
+        if ((i == 0 || h->data[i - 1] == '\n') && mg_ascii_has_prefix(h->data + i, hlen - i, name))
             return true;
     }
     return false;
@@ -618,6 +638,8 @@ static void committed(int status, const char *id, void *ctx)
 {
     struct smtp_server_reply *reply = ctx;
     if (status != 0) {
+        /* "accepted" was logged when the content ended: say what became of it. */
+        mg_log_error("smtp", "%s not queued: cannot write the queue file error=%s", id, strerror(-status));
         smtp_server_reply_send(reply, 451, "4.3.0", "Temporary failure writing the queue, try again later");
         return;
     }

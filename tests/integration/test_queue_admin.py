@@ -181,6 +181,56 @@ class QueueAdmin(SystemTestCase):
         self.assertTrue(self.server.wait_queue_empty())
 
 
+    def test_one_process_per_spool(self):
+        # mgqueue does not work on the spool behind a running mgsmtpd's
+        # back, even when it cannot reach the control socket.
+        (qid,) = self.queued_while_mda_down()
+        moved = self.server.control_socket + ".away"
+        os.rename(self.server.control_socket, moved)
+        try:
+            r = self.server.mgqueue("delete", qid)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("in use by another process", r.stderr)
+        finally:
+            os.rename(moved, self.server.control_socket)
+        self.assertIn(qid, self.server.queue_files())
+        # Nor does a second mgsmtpd (other ports and sockets, same spool).
+        conf = self.server.conf_path + ".second"
+        with open(self.server.conf_path) as f:
+            text = f.read()
+        for old, new in ((f":{self.server.smtp_port}", f":{mgsystem.listen_port()}"),
+                         (f":{self.server.submission_port}", f":{mgsystem.listen_port()}"),
+                         (self.server.submit_socket, self.server.submit_socket + "2"),
+                         (self.server.control_socket, self.server.control_socket + "2")):
+            text = text.replace(old, new)
+        with open(conf, "w") as f:
+            f.write(text)
+        import subprocess
+        r = subprocess.run([mgsystem.MGSMTPD, "-c", conf], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("in use by another process", r.stderr)
+        self.assertIn(qid, self.server.queue_files())
+
+    def test_finished_messages_go_at_start(self):
+        # A message whose every recipient has its result in the status log
+        # (a crash between the last result and the removal, or a delete)
+        # is removed when the spool is loaded, not kept for its lifetime.
+        ids = self.queued_while_mda_down(n=2)
+        self.wait_errors(ids)
+        self.server.stop_smtpd()
+        with open(os.path.join(self.server.queue_dir, "log", ids[0]), "a") as f:
+            f.write("0 delivered 1700000000 2.0.0 250 2.0.0 Ok: delivered\n")
+        with open(os.path.join(self.server.queue_dir, "log", ids[1]), "a") as f:
+            f.write("deleted 1700000000\n")
+        self.server.start_smtpd()
+        self.assertRegex(self.server.smtpd.log_since_start(), r"queue loaded messages=0 damaged=0 finished=2")
+        self.assertEqual(self.server.queue_files(), [])
+        self.assertEqual(os.listdir(os.path.join(self.server.queue_dir, "log")), [])
+        self.server.start_imapd()
+        time.sleep(3)
+        self.assertEqual(self.server.maildir_count("bob"), 0)
+
+
 QueueAdmin.users = ["alice", "bob", "carol"]
 
 if __name__ == "__main__":

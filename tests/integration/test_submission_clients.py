@@ -179,6 +179,17 @@ account default : test
             self.assertEqual(c.sock.version(), m.group("tls").decode())
             self.assertEqual(c.sock.cipher()[0], m.group("cipher").decode())
 
+    def test_date_in_the_body_does_not_count(self):
+        # A "Date:" or "Message-ID:" line in the body (a forwarded message
+        # quoted inline) is not the header's: both are still added.
+        msg = (b"From: alice@example.test\r\nSubject: fwd\r\n\r\n"
+               b"---------- Forwarded message ----------\r\n"
+               b"Date: Mon, 7 Feb 1994 21:52:25 -0800\r\nMessage-ID: <old@x.test>\r\n\r\nhi\r\n")
+        self.server.submit("alice", "bob", msg)
+        raw = self.only_message("bob")
+        self.check_delivered(raw, msg, "alice@example.test", "bob@example.test",
+                             added_id=True, added_date=True)
+
     def test_smtplib_two_recipients_one_copy_each(self):
         msg = message("two")
         self.server.submit("alice", ["bob", "carol"], msg)
