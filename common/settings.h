@@ -53,6 +53,7 @@ struct mg_settings_userdb {
 
 struct mg_settings_auth {
     char *socket;
+    struct mg_listen_list listen; /* TCP for MTAs on other hosts (mutual TLS) */
     mode_t socket_mode;
     char *socket_group;
     char *user;
@@ -140,6 +141,15 @@ struct mg_settings_relay {
     uint64_t connect_timeout_ms;
 };
 
+/* The links between Mailgenic hosts (TCP LMTP and auth): mutual TLS
+ * with certificates of a private CA (docs/scale-out.md). */
+struct mg_settings_cluster {
+    char *ca_file;   /* the CA certificate: the only trust anchor of links */
+    char *cert_file; /* this host's certificate, issued by that CA */
+    char *key_file;
+    char *ca_dir;    /* where `mgadm ca` keeps the CA's key */
+};
+
 struct mg_settings {
     char *hostname;
     enum mg_log_level log_level;
@@ -154,6 +164,7 @@ struct mg_settings {
     struct mg_settings_submission submission;
     struct mg_settings_queue queue;
     struct mg_settings_relay relay;
+    struct mg_settings_cluster cluster;
     char *source_file; /* the file loaded, or "(defaults)" */
 };
 
@@ -166,6 +177,11 @@ int mg_settings_load_string(const char *text, size_t len, const char *name,
 /* Defaults only. */
 struct mg_settings *mg_settings_new_defaults(void);
 void mg_settings_free(struct mg_settings **settings);
+
+/* Whether any link between daemons runs over TCP ([lmtp] listen, [auth]
+ * listen, or a host:port in [mta] lmtp or auth); loading refuses such a
+ * configuration unless [cluster] ca_file, cert_file and key_file are set. */
+bool mg_settings_has_tcp_links(const struct mg_settings *settings);
 
 /* Checks that each named key ("section.key" or "key") has a non-empty
  * value; -1 with "<file>: [section] key must be set" otherwise. */

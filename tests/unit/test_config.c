@@ -194,7 +194,31 @@ static const struct {
     { "[tls]\ncert_file = relative.pem\n", "cert_file: must be an absolute path" },
     { "[lmtp]\nsocket_mode = 0999\n", "socket_mode: must be an octal mode" },
     { "[lmtp]\nsocket_mode = 01777\n", "socket_mode: must be an octal mode" },
+    /* links over TCP only with mutual TLS */
+    { "[lmtp]\nlisten = 127.0.0.1:24\n", "t: LMTP or the auth service over TCP needs [cluster]" },
+    { "[auth]\nlisten = 127.0.0.1:8024\n", "needs [cluster] ca_file, cert_file and key_file" },
+    { "[mta]\nlmtp = 10.0.0.2:24\n", "needs [cluster]" },
+    { "[mta]\nauth = 10.0.0.2:8024\n[cluster]\nca_file = /ca.crt\ncert_file = /h.crt\n",
+      "needs [cluster]" },
 };
+
+static void test_settings_tcp_links(void **state)
+{
+    (void)state;
+    const char *in = "[mta]\nlmtp = 10.0.0.2:24\nauth = /run/auth.sock\n"
+                     "[cluster]\nca_file = /c/ca.crt\ncert_file = /c/h.crt\nkey_file = /c/h.key\n";
+    struct mg_settings *set = NULL;
+    char *error = NULL;
+    if (mg_settings_load_string(in, strlen(in), "t", &set, &error) != 0)
+        fail_msg("%s", error);
+    assert_true(mg_settings_has_tcp_links(set));
+    assert_string_equal(set->cluster.ca_dir, "/etc/mailgenic/ca");
+    mg_settings_free(&set);
+    in = "[mta]\nlmtp = /run/lmtp.sock\n";
+    assert_int_equal(mg_settings_load_string(in, strlen(in), "t", &set, &error), 0);
+    assert_false(mg_settings_has_tcp_links(set));
+    mg_settings_free(&set);
+}
 
 static void test_settings_errors(void **state)
 {
@@ -325,6 +349,7 @@ int main(void)
         cmocka_unit_test(test_settings_defaults_and_values),
         cmocka_unit_test(test_settings_errors),
         cmocka_unit_test(test_settings_value_parsers),
+        cmocka_unit_test(test_settings_tcp_links),
         cmocka_unit_test(test_settings_file_and_schema),
         cmocka_unit_test(test_settings_documented),
     };
