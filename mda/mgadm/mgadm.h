@@ -99,6 +99,7 @@ extern const struct mgadm_cmd mgadm_alias_cmds[];
 extern const struct mgadm_cmd mgadm_auth_cmds[];
 extern const struct mgadm_cmd mgadm_resolve_cmds[];
 extern const struct mgadm_cmd mgadm_config_cmds[];
+extern const struct mgadm_cmd mgadm_ca_cmds[];
 
 /* Prints "mgadm: <text>" on stderr; returns MGADM_EXIT_FAIL. */
 int mgadm_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

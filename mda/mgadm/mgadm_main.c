@@ -29,6 +29,7 @@ static const struct {
     { "auth", mgadm_auth_cmds },
     { "resolve", mgadm_resolve_cmds },
     { "config", mgadm_config_cmds },
+    { "ca", mgadm_ca_cmds },
 };
 
 #define N_OBJECTS (sizeof(mgadm_objects) / sizeof(mgadm_objects[0]))
