@@ -8,6 +8,10 @@
 #   make build   the release build only, into build/
 #   make fuzz    every libFuzzer harness for FUZZ_SECONDS each
 #   make bench   the benchmarks (bench/README.md)
+#   make deb     the Debian package, from the release build, into build/deb/
+#   make test-deploy  the deployment tests against that package: a clean
+#                Debian 12 root (debootstrap, cached in .cache/), provisioning,
+#                the units under systemd-nspawn (docs/operations.md)
 
 BUILD_DIR      ?= build
 TEST_BUILD_DIR ?= build-test
@@ -15,7 +19,7 @@ JOBS           ?= $(shell nproc 2>/dev/null || echo 2)
 FUZZ_SECONDS   ?= 300
 CTEST_ARGS     ?=
 
-.PHONY: all deps build dev test test-build fuzz bench clean
+.PHONY: all deps build dev test test-build fuzz bench clean deb test-deploy
 
 all: build
 
@@ -45,3 +49,11 @@ bench: build
 
 clean:
 	rm -rf $(BUILD_DIR) $(TEST_BUILD_DIR)
+
+deb: build
+	@rm -f $(BUILD_DIR)/deb/mailgenic_*.deb
+	@cd $(BUILD_DIR) && cpack >/dev/null
+	@ls $(BUILD_DIR)/deb/mailgenic_*.deb
+
+test-deploy: deb
+	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) -R '^integration/test_deploy_' $(CTEST_ARGS)

@@ -83,13 +83,13 @@ else
     dir=$(mktemp -d "${TMPDIR:-/tmp}/mgbench.XXXXXX")
 fi
 imapd_pid=""
-idle_pid=""
+idle_pids=""
 cleanup() {
     trap - EXIT INT TERM
-    if [ -n "$idle_pid" ]; then
-        kill "$idle_pid" 2>/dev/null || true
-        wait "$idle_pid" 2>/dev/null || true
-    fi
+    for p in $idle_pids; do
+        kill "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
     stop_imapd
     if [ "${BENCH_KEEP:-0}" = 1 ]; then
         echo "bench: instance kept in $dir"
@@ -103,8 +103,10 @@ cleanup() {
 # mgimapd and every process below it (mgauthd's supervisor and worker).
 server_pids() {
     [ -n "$imapd_pid" ] || return 0
-    awk -v root="$imapd_pid" '
-        { line = $0; sub(/^.*\) /, "", line); split(line, f, " "); ppid[$1] = f[2] }
+    # cat, not awk, opens the files: processes come and go meanwhile, and
+    # mawk gives up at the first one that is gone.
+    cat /proc/[0-9]*/stat 2>/dev/null | awk -v root="$imapd_pid" '
+        { pid = $1; sub(/^.*\) /, ""); ppid[pid] = $2 }
         END {
             print root
             n = 1; found[root] = 1
@@ -113,7 +115,7 @@ server_pids() {
                 for (p in ppid)
                     if (!(p in found) && (ppid[p] in found)) { found[p] = 1; print p; n++ }
             }
-        }' /proc/[0-9]*/stat 2>/dev/null
+        }'
 }
 
 # utime + stime of the server processes, in clock ticks.
@@ -134,6 +136,24 @@ server_pss() {
         total=$((total + ${k:-0}))
     done
     echo "$total"
+}
+
+# Pss (KiB) of the server processes by kind of mapping: "heap anon bdb
+# other" (heap: [heap]; anon: other anonymous memory, i.e. thread arenas,
+# large allocations and stacks; bdb: the Berkeley DB region files, whose
+# pages are the index cache; other: binaries, libraries, the rest).
+server_pss_kinds() {
+    for p in $(server_pids); do
+        cat "/proc/$p/smaps" 2>/dev/null
+    done | awk '
+        /^[0-9a-f]+-[0-9a-f]+ / { kind = "other"
+            if (NF < 6) kind = "anon"
+            else if ($6 == "[heap]") kind = "heap"
+            else if ($6 ~ /\/__db\.[0-9]+$/) kind = "bdb"
+            else if ($6 ~ /^\[(stack|anon)/) kind = "anon"
+            next }
+        /^Pss:/ { sum[kind] += $2 }
+        END { printf "%d %d %d %d\n", sum["heap"], sum["anon"], sum["bdb"], sum["other"] }'
 }
 
 # The value of key=... in a RESULT line.
@@ -177,7 +197,12 @@ stop_imapd() {
         i=$((i + 1))
     done
     kill -KILL "$imapd_pid" 2>/dev/null || true
-    wait "$imapd_pid" 2>/dev/null || true
+    status=0
+    wait "$imapd_pid" 2>/dev/null || status=$?
+    if [ "$status" -ne 0 ]; then
+        echo "bench: warning: mgimapd exited with status $status when stopped; its log ends:" >&2
+        tail -5 "$dir/log/mgimapd.log" >&2
+    fi
     imapd_pid=""
     rm -f "$dir/lmtp.sock" "$dir/auth.sock"
 }
@@ -211,6 +236,7 @@ path = $dir/userdb
 
 [auth]
 socket = $dir/auth.sock
+socket_group =
 user =
 group =
 
@@ -228,6 +254,7 @@ max_auth_failures_per_ip = 1000
 
 [lmtp]
 socket = $dir/lmtp.sock
+socket_group =
 CONF
 password=$(openssl rand -hex 12)
 printf '%s\n' "$password" >"$dir/password"
@@ -300,34 +327,56 @@ start_imapd
     --password-file "$dir/password" -i "(FLAGS)" >/dev/null
 sleep 1
 pss0=$(server_pss)
-echo "bench: $idle connections: LOGIN, SELECT INBOX, IDLE (users 1-$users)"
-rm -f "$dir/idle-ready"
-"$tools/imap_idle" -H 127.0.0.1 -p "$port" -u "user%d@$domain" -R "1-$users" \
-    --password-file "$dir/password" -n "$idle" --ready-file "$dir/idle-ready" \
-    >"$dir/log/imap_idle.out" 2>&1 &
-idle_pid=$!
-i=0
-while [ ! -f "$dir/idle-ready" ]; do
-    if ! kill -0 "$idle_pid" 2>/dev/null; then
-        cat "$dir/log/imap_idle.out" >&2
-        echo "bench: imap_idle ended early" >&2
-        idle_pid=""
-        exit 1
-    fi
-    [ $i -lt 3000 ] || { echo "bench: connections not idle after 300 s" >&2; exit 1; }
-    sleep 0.1
-    i=$((i + 1))
-done
-idling=$(cat "$dir/idle-ready")
-sleep 2
+kinds0=$(server_pss_kinds)
+# Two waves of connections: the first half, then the rest. The figure
+# the target is about counts everything the connections brought with them
+# (PSS with all of them minus the baseline, over their number); the
+# second wave alone gives the marginal cost of one more connection, once
+# every user's index is loaded and Berkeley DB's shared regions are warm.
+half=$((idle / 2))
+rest=$((idle - half))
+idle_wave() { # idle_wave N NAME: starts imap_idle and waits until all idle
+    rm -f "$dir/idle-$2.ready"
+    "$tools/imap_idle" -H 127.0.0.1 -p "$port" -u "user%d@$domain" -R "1-$users" \
+        --password-file "$dir/password" -n "$1" --ready-file "$dir/idle-$2.ready" \
+        >"$dir/log/imap_idle-$2.out" 2>&1 &
+    wave_pid=$!
+    idle_pids="$idle_pids $wave_pid"
+    i=0
+    while [ ! -f "$dir/idle-$2.ready" ]; do
+        if ! kill -0 "$wave_pid" 2>/dev/null; then
+            cat "$dir/log/imap_idle-$2.out" >&2
+            echo "bench: imap_idle ended early" >&2
+            exit 1
+        fi
+        [ $i -lt 3000 ] || { echo "bench: connections not idle after 300 s" >&2; exit 1; }
+        sleep 0.1
+        i=$((i + 1))
+    done
+    sleep 2
+}
+echo "bench: $idle connections: LOGIN, SELECT INBOX, IDLE (users 1-$users), in two waves"
+idle_wave "$half" a
+pss_half=$(server_pss)
+idle_wave "$rest" b
+idling=$(($(cat "$dir/idle-a.ready") + $(cat "$dir/idle-b.ready")))
 pss1=$(server_pss)
+kinds1=$(server_pss_kinds)
 nprocs=$(server_pids | wc -l)
-kill -TERM "$idle_pid"
-wait "$idle_pid" || true
-idle_pid=""
-sed 's/^/    /' "$dir/log/imap_idle.out"
+for p in $idle_pids; do
+    kill -TERM "$p" 2>/dev/null || true
+    wait "$p" || true
+done
+idle_pids=""
+sed 's/^/    /' "$dir/log/imap_idle-a.out" "$dir/log/imap_idle-b.out"
 pss_per_conn=$(awk -v a="$pss0" -v b="$pss1" -v n="$idling" 'BEGIN { printf "%.1f", n ? (b - a) / n : 0 }')
-echo "    PSS of $nprocs server processes: $pss0 KiB before, $pss1 KiB with $idling idle connections"
+pss_marginal=$(awk -v a="$pss_half" -v b="$pss1" -v n="$rest" 'BEGIN { printf "%.1f", n ? (b - a) / n : 0 }')
+echo "    PSS of $nprocs server processes: $pss0 KiB before, $pss_half KiB with $half, $pss1 KiB with $idling idle connections"
+pss_kinds=$(printf '%s %s\n' "$kinds0" "$kinds1" | awk -v n="$idling" '{
+    if (n == 0) n = 1
+    printf "heap %.1f, other anonymous %.1f, Berkeley DB regions %.1f, other %.1f KiB", \
+        ($5 - $1) / n, ($6 - $2) / n, ($7 - $3) / n, ($8 - $4) / n }')
+echo "    per connection: $pss_kinds; the second $rest alone: $pss_marginal KiB each"
 
 # ---- summary ----
 
@@ -356,5 +405,7 @@ row "  (median of $fetch_runs sessions); FETCH alone / best session" "$fetch_fet
 row "  server CPU per session / client CPU for all sessions" "$fetch_server_cpu / $fetch_client_cpu s"
 row "PSS per idle IMAPS connection ($idling of $idle in IDLE)" "$pss_per_conn KiB" "< $target_pss_kib KiB" "$(verdict "$ok_pss")"
 row "  (Dovecot 2.3: ~2 MiB; server PSS $pss0 -> $pss1 KiB)" ""
+row "  of which $pss_kinds" ""
+row "  marginal cost of one more (connections $((half + 1))-$idle)" "$pss_marginal KiB"
 
 [ "$ok_rate" = 1 ] && [ "$ok_fetch" = 1 ] && [ "$ok_pss" = 1 ]

@@ -56,9 +56,10 @@ static const struct setting_def settings_schema[] = {
     { "userdb", "path", T_PATH, S(userdb, path), "/var/lib/mailgenic/userdb", NOLIMIT },
     { "userdb", "recipient_delimiter", T_STRING, S(userdb, recipient_delimiter), "+", NOLIMIT },
 
-    { "auth", "socket", T_PATH, S(auth, socket), "/run/mailgenic/auth.sock", NOLIMIT },
+    { "auth", "socket", T_PATH, S(auth, socket), "/run/mailgenic/mda/auth.sock", NOLIMIT },
+    { "auth", "listen", T_LISTEN, S(auth, listen), "", NOLIMIT },
     { "auth", "socket_mode", T_MODE, S(auth, socket_mode), "0660", 0, 0777, NULL },
-    { "auth", "socket_group", T_STRING, S(auth, socket_group), "", NOLIMIT },
+    { "auth", "socket_group", T_STRING, S(auth, socket_group), "mgsmtp", NOLIMIT },
     { "auth", "user", T_STRING, S(auth, user), "mgauth", NOLIMIT },
     { "auth", "group", T_STRING, S(auth, group), "mgauth", NOLIMIT },
     { "auth", "workers", T_UINT, S(auth, workers), "2", 1, 64, NULL },
@@ -82,9 +83,9 @@ static const struct setting_def settings_schema[] = {
     { "imap", "max_auth_failures", T_UINT, S(imap, max_auth_failures), "3", 1, 100, NULL },
     { "imap", "max_auth_failures_per_ip", T_UINT, S(imap, max_auth_failures_per_ip), "20", 1, 100000, NULL },
 
-    { "lmtp", "socket", T_PATH, S(lmtp, socket), "/run/mailgenic/lmtp.sock", NOLIMIT },
+    { "lmtp", "socket", T_PATH, S(lmtp, socket), "/run/mailgenic/mda/lmtp.sock", NOLIMIT },
     { "lmtp", "socket_mode", T_MODE, S(lmtp, socket_mode), "0660", 0, 0777, NULL },
-    { "lmtp", "socket_group", T_STRING, S(lmtp, socket_group), "", NOLIMIT },
+    { "lmtp", "socket_group", T_STRING, S(lmtp, socket_group), "mgsmtp", NOLIMIT },
     { "lmtp", "listen", T_LISTEN, S(lmtp, listen), "", NOLIMIT },
     { "lmtp", "max_message_size", T_SIZE, S(lmtp, max_message_size), "50M", 1024, 4294967295u, NULL },
     { "lmtp", "max_recipients", T_UINT, S(lmtp, max_recipients), "1000", 1, 100000, NULL },
@@ -94,8 +95,8 @@ static const struct setting_def settings_schema[] = {
     { "mta", "queue_dir", T_PATH, S(mta, queue_dir), "/var/spool/mailgenic", NOLIMIT },
     { "mta", "lmtp", T_STRING, S(mta, lmtp), "", NOLIMIT },
     { "mta", "auth", T_STRING, S(mta, auth), "", NOLIMIT },
-    { "mta", "submit_socket", T_PATH, S(mta, submit_socket), "/run/mailgenic/submit.sock", NOLIMIT },
-    { "mta", "control_socket", T_PATH, S(mta, control_socket), "/run/mailgenic/mgsmtpd.ctl", NOLIMIT },
+    { "mta", "submit_socket", T_PATH, S(mta, submit_socket), "/run/mailgenic/mta/submit.sock", NOLIMIT },
+    { "mta", "control_socket", T_PATH, S(mta, control_socket), "/run/mailgenic/mta/mgsmtpd.ctl", NOLIMIT },
 
     { "smtp", "listen", T_LISTEN, S(smtp, listen), "*:25", NOLIMIT },
     { "smtp", "max_message_size", T_SIZE, S(smtp, max_message_size), "50M", 1024, 4294967295u, NULL },
@@ -128,6 +129,11 @@ static const struct setting_def settings_schema[] = {
     { "relay", "tls_ca_file", T_PATH, S(relay, tls_ca_file), "", NOLIMIT },
     { "relay", "resolver", T_STRING, S(relay, resolver), "", NOLIMIT },
     { "relay", "connect_timeout", T_DURATION, S(relay, connect_timeout_ms), "30s", 1000, 600000, NULL },
+
+    { "cluster", "ca_file", T_PATH, S(cluster, ca_file), "", NOLIMIT },
+    { "cluster", "cert_file", T_PATH, S(cluster, cert_file), "", NOLIMIT },
+    { "cluster", "key_file", T_PATH, S(cluster, key_file), "", NOLIMIT },
+    { "cluster", "ca_dir", T_PATH, S(cluster, ca_dir), "/etc/mailgenic/ca", NOLIMIT },
 };
 
 #define SCHEMA_COUNT (sizeof(settings_schema) / sizeof(settings_schema[0]))
@@ -498,6 +504,31 @@ static int settings_entry_cb(const struct mg_config_entry *entry, void *ctx,
     return 0;
 }
 
+bool mg_settings_has_tcp_links(const struct mg_settings *settings)
+{
+    const char *mta_lmtp = settings->mta.lmtp, *mta_auth = settings->mta.auth;
+    return settings->lmtp.listen.count > 0 || settings->auth.listen.count > 0 ||
+           (mta_lmtp[0] != '\0' && mta_lmtp[0] != '/') ||
+           (mta_auth[0] != '\0' && mta_auth[0] != '/');
+}
+
+/* Checks between keys, after the whole file is read. A link over TCP
+ * without mutual TLS would hand password checks and mail to anyone who
+ * can reach the port: not a configuration we run. */
+static int settings_check(const struct mg_settings *set, char **error_r)
+{
+    if (!mg_settings_has_tcp_links(set))
+        return 0;
+    if (set->cluster.ca_file[0] == '\0' || set->cluster.cert_file[0] == '\0' ||
+        set->cluster.key_file[0] == '\0') {
+        *error_r = mg_asprintf("%s: LMTP or the auth service over TCP needs [cluster] ca_file, "
+                               "cert_file and key_file (mutual TLS, docs/scale-out.md)",
+                               set->source_file);
+        return -1;
+    }
+    return 0;
+}
+
 static void settings_finish(struct mg_settings *set)
 {
     if (set->hostname[0] == '\0') {
@@ -521,6 +552,10 @@ int mg_settings_load_string(const char *text, size_t len, const char *name,
     free(set->source_file);
     set->source_file = mg_strdup(name);
     settings_finish(set);
+    if (settings_check(set, error_r) < 0) {
+        mg_settings_free(&set);
+        return -1;
+    }
     *settings_r = set;
     return 0;
 }
@@ -535,6 +570,10 @@ int mg_settings_load(const char *path, struct mg_settings **settings_r, char **e
     free(set->source_file);
     set->source_file = mg_strdup(path);
     settings_finish(set);
+    if (settings_check(set, error_r) < 0) {
+        mg_settings_free(&set);
+        return -1;
+    }
     *settings_r = set;
     return 0;
 }

@@ -54,7 +54,9 @@ path = $dev/userdb
 
 [auth]
 socket = $dev/auth.sock
-# Development runs every process as the invoking user.
+# Development runs every process as the invoking user, with its group
+# on the sockets.
+socket_group =
 user =
 group =
 
@@ -69,6 +71,7 @@ listen = 127.0.0.1:$imaps_port
 
 [lmtp]
 socket = $dev/lmtp.sock
+socket_group =
 
 [mta]
 user =

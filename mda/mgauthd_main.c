@@ -6,6 +6,7 @@
  * takes its place at once, on the same socket. The supervisor itself reads
  * nothing from the network. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -30,6 +31,12 @@
 
 static volatile sig_atomic_t got_term;
 static volatile sig_atomic_t got_hup;
+static volatile sig_atomic_t got_io;
+/* --watch-fd: the read end of a pipe whose write end mgimapd holds. Its
+ * end (mgimapd exited, however) stops us: once we run as another user,
+ * mgimapd may not signal us, and neither may the kernel for it (a
+ * parent-death signal is checked against the dying parent's rights). */
+static int watch_fd = -1;
 
 static void usage(FILE *out)
 {
@@ -40,6 +47,7 @@ static void usage(FILE *out)
             "\n"
             "  -c, --config FILE   configuration file (default %s)\n"
             "      --check-config  check the configuration and exit\n"
+            "      --watch-fd N    stop when the pipe on descriptor N is closed (mgimapd's)\n"
             "  -h, --help          this help\n"
             "  -V, --version       the version\n",
             MG_DEFAULT_CONFIG_FILE);
@@ -140,12 +148,29 @@ static void on_hup(int sig)
     got_hup = 1;
 }
 
+static void on_io(int sig)
+{
+    (void)sig;
+    got_io = 1;
+}
+
+/* Whether the watched pipe has ended (mgimapd never writes to it). */
+static bool is_watch_closed(void)
+{
+    char c;
+    ssize_t n = read(watch_fd, &c, 1);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR);
+}
+
 static pid_t spawn_child(struct mg_settings *settings, int fd)
 {
     pid_t pid = fork();
     if (pid < 0)
         mg_log_fatal("mgauthd", "fork: %s", strerror(errno));
     if (pid == 0) {
+        if (watch_fd >= 0)
+            close(watch_fd);
+        signal(SIGIO, SIG_DFL);
         signal(SIGTERM, SIG_DFL);
         signal(SIGINT, SIG_DFL);
         signal(SIGHUP, SIG_DFL);
@@ -159,6 +184,7 @@ int main(int argc, char **argv)
     static const struct option longopts[] = {
         { "config", required_argument, NULL, 'c' },
         { "check-config", no_argument, NULL, 'C' },
+        { "watch-fd", required_argument, NULL, 'W' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
@@ -170,6 +196,7 @@ int main(int argc, char **argv)
         switch (opt) {
         case 'c': config = optarg; break;
         case 'C': check = true; break;
+        case 'W': watch_fd = atoi(optarg); break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("mgauthd %s\n", MG_VERSION); return 0;
         default: usage(stderr); return 2;
@@ -217,18 +244,34 @@ int main(int argc, char **argv)
     sa.sa_handler = on_hup;
     sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    if (watch_fd >= 0) {
+        /* SIGIO when the pipe ends; our own signal, allowed whoever we are. */
+        sa.sa_handler = on_io;
+        sigaction(SIGIO, &sa, NULL);
+        if (fcntl(watch_fd, F_SETOWN, getpid()) != 0 ||
+            fcntl(watch_fd, F_SETFL, fcntl(watch_fd, F_GETFL) | O_ASYNC | O_NONBLOCK) != 0)
+            mg_log_fatal("mgauthd", "cannot watch descriptor %d: %s", watch_fd, strerror(errno));
+        if (is_watch_closed())
+            got_term = 1;
+    }
 
     unsigned restarts = 0;
     pid_t child = spawn_child(settings, fd);
     time_t started = time(NULL);
     for (;;) {
         int status;
+        if (got_term) {
+            kill(child, SIGTERM);
+            while (waitpid(child, &status, 0) < 0 && errno == EINTR)
+                ;
+            break;
+        }
         pid_t r = waitpid(child, &status, 0);
         if (r < 0 && errno == EINTR) {
-            if (got_term) {
-                kill(child, SIGTERM);
-                waitpid(child, &status, 0);
-                break;
+            if (got_io) {
+                got_io = 0;
+                if (is_watch_closed())
+                    got_term = 1;
             }
             if (got_hup) {
                 got_hup = 0;

@@ -6,6 +6,7 @@
  * mgauthd (which switches to its own user), then drops to [mda] user and
  * only then opens the store and reads any network input. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,8 @@ struct mgimapd {
     struct mg_signals signals;
     uv_process_t auth_proc;
     bool auth_running;
+    bool auth_stops_after_us;
+    int auth_watch_fd; /* write end of mgauthd's --watch-fd pipe: it stops when we exit */
     bool can_respawn_auth;
     unsigned auth_restarts;
     uv_timer_t stop_timer;
@@ -105,29 +108,48 @@ static char *auth_program(const struct mg_settings *set)
     char *slash = strrchr(self, '/');
     if (slash != NULL)
         *slash = '\0';
-    return mg_asprintf("%s/mgauthd", self);
+    char *beside = mg_asprintf("%s/mgauthd", self);
+    if (access(beside, X_OK) == 0)
+        return beside;
+    /* Installed: /usr/sbin/mgimapd and /usr/lib/mailgenic/mgauthd (a
+     * program nobody runs by hand stays off the PATH). */
+    free(beside);
+    slash = strrchr(self, '/');
+    if (slash != NULL)
+        *slash = '\0';
+    return mg_asprintf("%s/lib/mailgenic/mgauthd", self);
 }
 
 static void auth_spawn(struct mgimapd *d)
 {
     char *prog = auth_program(d->settings);
-    char *args[] = { prog, "-c", d->config_path, NULL };
-    uv_stdio_container_t stdio[3] = {
+    /* mgauthd stops when this pipe ends, that is when we exit: once it runs
+     * as its own user we may not signal it. */
+    int watch[2];
+    if (pipe2(watch, O_CLOEXEC) != 0)
+        mg_log_fatal("mgimapd", "pipe: %s", strerror(errno));
+    char *args[] = { prog, "-c", d->config_path, "--watch-fd", "3", NULL };
+    uv_stdio_container_t stdio[4] = {
         { .flags = UV_IGNORE },
         { .flags = UV_INHERIT_FD, .data.fd = 1 },
         { .flags = UV_INHERIT_FD, .data.fd = 2 },
+        { .flags = UV_INHERIT_FD, .data.fd = watch[0] },
     };
     uv_process_options_t opts = {
         .exit_cb = auth_exit_cb,
         .file = prog,
         .args = args,
-        .stdio_count = 3,
+        .stdio_count = 4,
         .stdio = stdio,
     };
     d->auth_proc.data = d;
     int r = uv_spawn(d->loop, &d->auth_proc, &opts);
     if (r != 0)
         mg_log_fatal("mgimapd", "cannot start the auth service %s: %s", prog, uv_strerror(r));
+    close(watch[0]);
+    if (d->auth_watch_fd >= 0)
+        close(d->auth_watch_fd); /* the previous mgauthd's: it is gone */
+    d->auth_watch_fd = watch[1];
     d->auth_running = true;
     free(prog);
 }
@@ -136,7 +158,7 @@ static void stop_timer_cb(uv_timer_t *t)
 {
     struct mgimapd *d = t->data;
     bool idle = imap_server_session_count(d->imap) == 0 && lmtp_delivery_session_count(d->lmtp) == 0 &&
-                store_jobs_running(d->store) == 0 && !d->auth_running;
+                store_jobs_running(d->store) == 0 && (!d->auth_running || d->auth_stops_after_us);
     d->stop_waited_ms += 100;
     if (!idle && d->stop_waited_ms < STOP_GRACE_MS)
         return;
@@ -155,8 +177,10 @@ static void on_stop(void *ctx)
     mg_sd_notify("STOPPING=1");
     imap_server_stop(d->imap);
     lmtp_delivery_stop(d->lmtp);
-    if (d->auth_running)
-        uv_process_kill(&d->auth_proc, SIGTERM);
+    /* mgauthd under its own user is not ours to signal any more: it stops
+     * when we exit (its --watch-fd pipe ends), after our sessions. */
+    if (d->auth_running && uv_process_kill(&d->auth_proc, SIGTERM) != 0)
+        d->auth_stops_after_us = true;
     uv_timer_start(&d->stop_timer, stop_timer_cb, 100, 100);
 }
 
@@ -209,6 +233,7 @@ int main(int argc, char **argv)
     };
     struct mgimapd d = { 0 };
     d.config_path = MG_DEFAULT_CONFIG_FILE;
+    d.auth_watch_fd = -1;
     bool check = false, dump = false;
     int c;
     while ((c = getopt_long(argc, argv, "c:hV", longopts, NULL)) != -1) {
@@ -258,8 +283,9 @@ int main(int argc, char **argv)
     if (load_tls(&d, d.settings, &d.tls, &error) != 0)
         mg_log_fatal("mgimapd", "%s", error);
 
-    bool was_root = geteuid() == 0;
-    d.can_respawn_auth = !was_root || d.settings->auth.user[0] == '\0';
+    /* mgauthd switches to its own user, which we can no longer do once
+     * privileges are dropped (as root, or with systemd's CAP_SETUID). */
+    d.can_respawn_auth = d.settings->auth.user[0] == '\0';
     uv_timer_init(d.loop, &d.respawn_timer);
     d.respawn_timer.data = &d;
     uv_unref((uv_handle_t *)&d.respawn_timer);
@@ -303,5 +329,7 @@ int main(int argc, char **argv)
     lmtp_delivery_free(&d.lmtp);
     mg_tls_context_unref(&d.tls);
     mg_settings_free(&d.settings);
+    if (d.auth_watch_fd >= 0)
+        close(d.auth_watch_fd);
     return 0;
 }

@@ -38,7 +38,7 @@ class AuthService(unittest.TestCase):
         cls.conf = os.path.join(cls.tmp, "mailgenic.conf")
         with open(cls.conf, "w") as f:
             f.write(f"hostname = mx.auth.test\n[userdb]\npath = {cls.tmp}/userdb\n"
-                    f"[auth]\nsocket = {cls.sock}\nuser =\ngroup =\ncache_ttl = 1m\n")
+                    f"[auth]\nsocket = {cls.sock}\nsocket_group =\nuser =\ngroup =\ncache_ttl = 1m\n")
         cls.mgadm("domain", "add", "auth.test")
         cls.mgadm("user", "add", "alice@auth.test", "--password-stdin", input="alice-pw\n")
         cls.mgadm("user", "add", "bob@auth.test", "--password-stdin", input="bob-pw\n")
