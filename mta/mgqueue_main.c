@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 #include <uv.h>
@@ -41,25 +42,44 @@ static void usage(FILE *out)
             MG_DEFAULT_CONFIG_FILE);
 }
 
+/* mgsmtpd answers at once; a hung one must not hang scripts. */
+#define MGQUEUE_ANSWER_TIMEOUT_S 60
+
 /* Sends one command to mgsmtpd; returns 0 and prints the answer, 1 when
- * the answer is an error, -1 when mgsmtpd is not reachable. */
+ * the answer is an error (or mgsmtpd is there but cannot be asked), -1
+ * when mgsmtpd is not running (no socket, or nobody listening on it). */
 static int via_daemon(const char *socket_path, const char *command)
 {
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_un sun = { .sun_family = AF_UNIX };
     snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", socket_path);
     if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
+        int e = errno;
         if (fd >= 0)
             close(fd);
-        return -1;
+        if (e == ENOENT || e == ECONNREFUSED)
+            return -1;
+        /* Not "not running": do not go behind its back. */
+        fprintf(stderr, "mgqueue: cannot connect to %s: %s%s\n", socket_path, strerror(e),
+                e == EACCES ? " (run as mgsmtpd's user or root)" : "");
+        return 1;
     }
+    struct timeval tv = { .tv_sec = MGQUEUE_ANSWER_TIMEOUT_S };
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     dprintf(fd, "%s\n", command);
     struct mg_buf answer = MG_BUF_INIT;
     char buf[4096];
     ssize_t n;
     while ((n = read(fd, buf, sizeof(buf))) > 0)
         mg_buf_append(&answer, buf, (size_t)n);
+    int read_errno = n < 0 ? errno : 0;
     close(fd);
+    if (read_errno != 0 || answer.len == 0) {
+        fprintf(stderr, "mgqueue: no answer from mgsmtpd: %s\n",
+                read_errno != 0 ? strerror(read_errno) : "connection closed");
+        mg_buf_free(&answer);
+        return 1;
+    }
     /* The last line is the status. */
     const char *text = mg_buf_cstr(&answer);
     size_t len = answer.len;
@@ -88,6 +108,7 @@ static int offline(const struct mg_settings *settings, const char *cmd, const ch
     char *error = NULL;
     if (queue_open(loop, settings, &q, &error) != 0) {
         fprintf(stderr, "mgqueue: %s\n", error);
+        free(error);
         return 1;
     }
     int ret = 0;
@@ -146,6 +167,7 @@ int main(int argc, char **argv)
     char *error = NULL;
     if (mg_settings_load(config, &settings, &error) != 0) {
         fprintf(stderr, "mgqueue: %s\n", error);
+        free(error);
         return 1;
     }
     char command[128];
