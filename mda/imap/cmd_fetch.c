@@ -86,6 +86,7 @@ struct fetch_state {
 };
 
 static void fetch_continue(struct imap_cmd *cmd);
+static void fetch_free_state(struct fetch_state *st);
 
 /* ---- item parsing ---- */
 
@@ -500,7 +501,8 @@ static void read_cb(uv_fs_t *req)
     uv_fs_req_cleanup(req);
     st->is_reading = false;
     if (st->is_cancelled || !imap_session_is_alive(cmd->s)) {
-        message_reset(st);
+        /* The session went while we read: all of the state goes. */
+        fetch_free_state(st);
         imap_cmd_finish(cmd, "NO", "gone");
         return;
     }
@@ -547,7 +549,7 @@ static void parse_after(uv_work_t *req, int status)
     struct fetch_state *st = cmd->state;
     st->is_working = false;
     if (st->is_cancelled || !imap_session_is_alive(cmd->s)) {
-        message_reset(st);
+        fetch_free_state(st);
         imap_cmd_finish(cmd, "NO", "gone");
         return;
     }
