@@ -15,11 +15,11 @@ libssl-dev libuv1-dev libdb5.3-dev libcrypt-dev libc-ares-dev libcmocka-dev"
 TEST_PKGS="openssl ca-certificates tzdata python3 python3-aiosmtpd db5.3-util
 swaks msmtp isync dnsmasq-base iproute2 procps psmisc"
 
-# Deployment: dpkg-dev (dpkg-shlibdeps) for `make deb`; for `make
+# Deployment: dpkg-dev (dpkg-shlibdeps) and file for `make deb`; for `make
 # test-deploy` debootstrap (a clean Debian 12 root), systemd-container
 # (systemd-nspawn boots it), systemd (systemd-analyze verify), nftables
 # (nft -c on the rules), ruby (ruby -c on the Vagrantfile), shellcheck.
-DEPLOY_PKGS="dpkg-dev debootstrap systemd systemd-container nftables ruby shellcheck"
+DEPLOY_PKGS="dpkg-dev file debootstrap systemd systemd-container nftables ruby shellcheck"
 
 missing=""
 for pkg in $BUILD_PKGS $TEST_PKGS $DEPLOY_PKGS; do

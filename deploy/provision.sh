@@ -81,8 +81,10 @@ if [ -z "$deb" ]; then
     src=$(dirname "$here")
     build=${MG_BUILD_DIR:-$src/build}
     log "building the package from $src in $build"
-    apt_install build-essential cmake pkg-config dpkg-dev libssl-dev libuv1-dev \
-        libdb5.3-dev libcrypt-dev libc-ares-dev
+    # python3: CMake looks for it (the tests are Python); file and
+    # dpkg-dev: CPack finds the package's dependencies with them.
+    apt_install build-essential cmake pkg-config dpkg-dev file python3 libssl-dev \
+        libuv1-dev libdb5.3-dev libcrypt-dev libc-ares-dev
     cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
     cmake --build "$build" -j "$(nproc)"
     rm -f "$build"/deb/mailgenic_*.deb

@@ -344,7 +344,24 @@ class Root:
     def close(self):
         self.kill_all()
         _umount_all(self.path)
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        remove_dir(self.tmp)
+
+
+def remove_dir(path, timeout=10):
+    """rmtree, again while a mount namespace that is going away (a
+    container's) still holds a mount point in it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            else:
+                return
+        except OSError as e:
+            if time.monotonic() > deadline:
+                log(f"cannot remove {path}: {e}")
+                return
+            time.sleep(0.2)
 
 
 def proc_status(pid):

@@ -127,10 +127,7 @@ class Systemd(unittest.TestCase):
         if cls.root is not None:
             cls.root.close()
         if getattr(cls, "propagate", None):
-            try:
-                os.rmdir(cls.propagate)
-            except OSError:
-                pass
+            mgdeploy.remove_dir(cls.propagate)
 
     # ---- helpers ----
 
