@@ -45,13 +45,13 @@ set(CPACK_PACKAGE_NAME mailgenic)
 set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
 set(CPACK_PACKAGE_CONTACT "Mailgenic maintainers <postmaster@mailgenic.test>")
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "mail server: SMTP, submission, IMAP, in two small hardened daemons")
-set(CPACK_DEBIAN_PACKAGE_DESCRIPTION "mail server: SMTP, submission, IMAP, in two small hardened daemons
- Mailgenic is a mail system for people who run their own mail:
- mgsmtpd (SMTP on 25, submission on 465, queue, relay) and mgimapd
- (IMAP on 993, LMTP delivery, Maildir storage, the auth service).
- TLS 1.2 or newer on every client port, no plaintext authentication,
- never an open relay; each daemon runs as its own unprivileged user
- under a sandboxed systemd unit.")
+# The synopsis is the summary above; this is the long description.
+set(CPACK_DEBIAN_PACKAGE_DESCRIPTION "Mailgenic is a mail system for people who run their own mail:
+mgsmtpd (SMTP on 25, submission on 465, queue, relay) and mgimapd
+(IMAP on 993, LMTP delivery, Maildir storage, the auth service).
+TLS 1.2 or newer on every client port, no plaintext authentication,
+never an open relay; each daemon runs as its own unprivileged user
+under a sandboxed systemd unit.")
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_RELEASE 1)
 set(CPACK_DEBIAN_PACKAGE_SECTION mail)

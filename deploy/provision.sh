@@ -12,7 +12,8 @@
 #
 # Steps: install the package (users, directories, certificate, units: see
 # docs/operations.md), install the nftables rules (in: 22, 25, 465, 993
-# only) when /etc/nftables.conf is Debian's default or ours, enable and
+# only) when /etc/nftables.conf is Debian's default or ours unchanged
+# (a file changed by hand is kept), enable and
 # start nftables, mgimapd and mgsmtpd. Without a running systemd (a chroot,
 # a container) nothing is started, and the firewall is not loaded.
 set -eu
@@ -125,10 +126,12 @@ apt_install nftables
 rules=$here/nftables.conf
 [ -f "$rules" ] || rules=/usr/share/doc/mailgenic/examples/nftables.conf
 target=/etc/nftables.conf
-marker="mailgenic-provision: managed file"
+# The checksum of the rules we installed last: a file that still has it
+# is ours to update; any other change was made by hand and is kept.
+record=/var/lib/mailgenic-provision/nftables.conf.sha256
 is_ours_or_default() {
     [ -f "$target" ] || return 0
-    grep -q "$marker" "$target" && return 0
+    [ -f "$record" ] && [ "$(sha256sum <"$target")" = "$(cat "$record")" ] && return 0
     # Debian's default, untouched: the md5sum dpkg recorded for it.
     sum=$(dpkg-query -W -f='${Conffiles}\n' nftables | awk -v f="$target" '$1 == f { print $2 }')
     [ -n "$sum" ] && [ "$(md5sum <"$target" | cut -d' ' -f1)" = "$sum" ]
@@ -139,6 +142,8 @@ if cmp -s "$rules" "$target"; then
 elif is_ours_or_default; then
     nft -c -f "$rules"
     install -o root -g root -m 0755 "$rules" "$target"
+    install -d -m 0755 "$(dirname "$record")"
+    sha256sum <"$target" >"$record"
     rules_changed=1
     log "installed $target: in 22, 25, 465, 993 only"
 else

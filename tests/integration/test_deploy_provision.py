@@ -22,7 +22,7 @@ from mgdeploy import log  # noqa: E402
 
 SCRIPT_DIR = "/opt/mailgenic-deploy"
 WATCHED = ("/etc", "/var/lib/mailgenic", "/var/spool/mailgenic", "/usr/sbin", "/usr/lib/mailgenic",
-           "/usr/lib/systemd/system")
+           "/usr/lib/systemd/system", "/var/lib/mailgenic-provision")
 
 
 class Provision(unittest.TestCase):
@@ -101,12 +101,24 @@ class Provision(unittest.TestCase):
         mgdeploy.enter_private_network()
         self.root.chroot("nft", "-c", "-f", "/etc/nftables.conf")
 
-    def test_2_hand_made_rules_are_kept(self):
+    def test_2_rules_updated_unless_changed_by_hand(self):
         rules = self.root.file("/etc/nftables.conf")
-        with open(rules, "a") as f:
-            f.write("# changed by the administrator\n")
+        record = self.root.file("/var/lib/mailgenic-provision/nftables.conf.sha256")
+        with open(os.path.join(mgdeploy.DEPLOY_DIR, "nftables.conf")) as f:
+            ours = f.read()
+        # An older version that provision.sh wrote: replaced by the new one.
+        old = ours.replace("tcp dport { 22, 25, 465, 993 }", "tcp dport { 22, 25, 993 }")
+        with open(rules, "w") as f:
+            f.write(old)
+        with open(record, "w") as f:
+            f.write(hashlib.sha256(old.encode()).hexdigest() + "  -\n")
+        r = self.provision("--deb", self.deb_in)
+        self.assertIn("installed /etc/nftables.conf", r.stdout)
         with open(rules) as f:
-            mine = f.read().replace("mailgenic-provision: managed file", "my own file")
+            self.assertEqual(f.read(), ours)
+        # The administrator opens port 80 for certbot: kept.
+        mine = ours.replace("tcp dport { 22, 25, 465, 993 }", "tcp dport { 22, 25, 80, 465, 993 }")
+        self.assertNotEqual(mine, ours)
         with open(rules, "w") as f:
             f.write(mine)
         r = self.provision("--deb", self.deb_in)
