@@ -87,7 +87,9 @@ static const struct setting_def settings_schema[] = {
     { "lmtp", "socket_mode", T_MODE, S(lmtp, socket_mode), "0660", 0, 0777, NULL },
     { "lmtp", "socket_group", T_STRING, S(lmtp, socket_group), "mgsmtp", NOLIMIT },
     { "lmtp", "listen", T_LISTEN, S(lmtp, listen), "", NOLIMIT },
-    { "lmtp", "max_message_size", T_SIZE, S(lmtp, max_message_size), "50M", 1024, 4294967295u, NULL },
+    /* a little above [smtp]'s: the MTA's Received field must not push a
+     * message it accepted over the MDA's limit */
+    { "lmtp", "max_message_size", T_SIZE, S(lmtp, max_message_size), "51M", 1024, 4294967295u, NULL },
     { "lmtp", "max_recipients", T_UINT, S(lmtp, max_recipients), "1000", 1, 100000, NULL },
 
     { "mta", "user", T_STRING, S(mta, user), "mgsmtp", NOLIMIT },
