@@ -166,7 +166,9 @@ static int delete_body(DB_TXN *txn, void *ctx)
     d->j->notify_id = mbox.id;
     struct { uint32_t *uids; size_t n; } c = { NULL, 0 };
     r = index_walk_msgs(d->db, txn, mbox.id, 1, UINT32_MAX, collect_for_delete, &c);
-    struct index_user_rec user;
+    /* Cleared below on every path, also when the walk failed (a deadlock
+     * with a concurrent writer is retried) and the record was never read. */
+    struct index_user_rec user = { 0 };
     if (r == 0)
         r = index_get_user(d->db, txn, true, &user);
     for (size_t i = 0; r == 0 && i < c.n; i++) {
