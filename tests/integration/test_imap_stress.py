@@ -133,7 +133,7 @@ class Session:
                 self.exists = int(re.search(rb"\* (\d+) EXISTS", b"\n".join(untagged)).group(1))
             else:
                 self.exists = None
-        elif op == 13:
+        elif op in (13, 14, 15):
             self.run(r.choice(['CREATE "Tmp"', 'DELETE "Tmp"', 'RENAME "Tmp" "Tmp2"',
                                'RENAME "Tmp2" "Tmp"', 'SUBSCRIBE "Work"', 'UNSUBSCRIBE "Work"']))
         else:
