@@ -7,6 +7,7 @@
 #include "common/auth_proto.h"
 #include "common/buf.h"
 #include "common/conn.h"
+#include "common/endpoint.h"
 #include "common/line_reader.h"
 #include "common/log.h"
 #include "common/password.h"
@@ -44,9 +45,10 @@ struct mg_auth_request {
 
 struct mg_auth_client {
     uv_loop_t *loop;
-    char *address;
-    char *peer_name;
+    const struct mg_endpoint *endpoint;
+    char address[300];     /* the endpoint's name, for logs */
     struct mg_tls_context *tls;
+    bool is_down;          /* the last connection attempt failed */
     char *client_name;
     uint64_t timeout_ms;
     struct mg_conn *conn;
@@ -257,16 +259,12 @@ static void conn_on_read(struct mg_conn *conn)
     mg_line_reader_compact(&c->reader, in);
 }
 
-static void conn_on_connect(struct mg_conn *conn, int status)
+/* Connected, and over TCP through the TLS handshake: greet and send. */
+static void conn_on_ready(struct mg_conn *conn)
 {
     struct mg_auth_client *c = mg_conn_data(conn);
-    if (status != 0)
-        return;
-    if (c->tls != NULL) {
-        mg_conn_start_tls_client(conn, c->tls, c->peer_name, AUTH_CONNECT_TIMEOUT_MS);
-        return;
-    }
     c->is_connected = true;
+    c->is_down = false;
     c->backoff_ms = 0;
     struct mg_buf hello = MG_BUF_INIT;
     mg_auth_proto_cfield(&hello, "HELLO");
@@ -278,20 +276,41 @@ static void conn_on_connect(struct mg_conn *conn, int status)
     send_pending(c);
 }
 
-static void conn_on_tls_ready(struct mg_conn *conn)
+static void conn_on_connect(struct mg_conn *conn, int status)
 {
     struct mg_auth_client *c = mg_conn_data(conn);
-    c->tls = NULL; /* handled: behave as after a plain connect */
-    conn_on_connect(conn, 0);
+    if (status != 0)
+        return;
+    if (c->endpoint->is_unix) {
+        conn_on_ready(conn);
+        return;
+    }
+    /* TCP: always mutual TLS; the server's certificate must carry the
+     * name or address we connect to. */
+    mg_conn_start_tls_client(conn, c->tls, c->endpoint->host, AUTH_CONNECT_TIMEOUT_MS);
+}
+
+static void conn_on_tls_ready(struct mg_conn *conn)
+{
+    conn_on_ready(conn);
 }
 
 static void conn_on_close(struct mg_conn *conn, const char *reason)
 {
     struct mg_auth_client *c = mg_conn_data(conn);
+    bool was_connected = c->is_connected;
     c->conn = NULL;
     c->is_connected = false;
     if (c->is_freeing)
         return;
+    if (!was_connected) {
+        /* The service cannot be reached: say so to everyone waiting now,
+         * and to newcomers until the next attempt, instead of letting each
+         * one wait for its timeout (an SMTP client would sit 10 s on each
+         * RCPT before its 451). */
+        c->is_down = true;
+        fail_all(c, "auth service unavailable");
+    }
     /* Requests already sent may or may not have been answered: they fail
      * temporarily; requests not sent yet wait for the next connection. */
     struct mg_auth_request *r = c->pending;
@@ -326,35 +345,8 @@ static void client_connect(struct mg_auth_client *c)
     if (uv_now(c->loop) < c->next_connect)
         return;
     mg_line_reader_init(&c->reader, MG_AUTH_PROTO_LINE_MAX);
-    if (c->address[0] == '/') {
-        c->conn = mg_conn_connect_unix(c->loop, c->address, AUTH_CONNECT_TIMEOUT_MS, &auth_conn_cb, c);
-    } else {
-        /* host:port (IPv6 in brackets). */
-        char host[256];
-        const char *colon = strrchr(c->address, ':');
-        struct sockaddr_storage ss;
-        int r = -1;
-        if (colon != NULL && (size_t)(colon - c->address) < sizeof(host)) {
-            const char *h = c->address;
-            size_t hl = (size_t)(colon - c->address);
-            if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
-                h++;
-                hl -= 2;
-            }
-            memcpy(host, h, hl);
-            host[hl] = '\0';
-            int port = atoi(colon + 1);
-            r = strchr(host, ':') != NULL ? uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss)
-                                          : uv_ip4_addr(host, port, (struct sockaddr_in *)&ss);
-        }
-        if (r != 0) {
-            mg_log_error("auth", "invalid auth service address %s", c->address);
-            c->next_connect = uv_now(c->loop) + AUTH_BACKOFF_MAX_MS;
-            fail_all(c, "invalid auth service address");
-            return;
-        }
-        c->conn = mg_conn_connect_tcp(c->loop, (struct sockaddr *)&ss, AUTH_CONNECT_TIMEOUT_MS, &auth_conn_cb, c);
-    }
+    c->conn = mg_endpoint_connect((struct mg_endpoint *)c->endpoint, c->loop,
+                                  AUTH_CONNECT_TIMEOUT_MS, &auth_conn_cb, c);
 }
 
 static void timer_cb(uv_timer_t *t)
@@ -378,9 +370,11 @@ struct mg_auth_client *mg_auth_client_new(uv_loop_t *loop,
 {
     struct mg_auth_client *c = mg_calloc(1, sizeof(*c));
     c->loop = loop;
-    c->address = mg_strdup(settings->address);
-    c->peer_name = settings->tls_peer_name != NULL ? mg_strdup(settings->tls_peer_name) : NULL;
+    c->endpoint = settings->endpoint;
+    mg_endpoint_name(settings->endpoint, c->address, sizeof(c->address));
     c->tls = settings->tls;
+    if (!c->endpoint->is_unix && c->tls == NULL)
+        mg_panic("auth client: TCP endpoint %s without a TLS context", c->address);
     c->client_name = mg_strdup(settings->client_name != NULL ? settings->client_name : "client");
     c->timeout_ms = settings->timeout_ms ? settings->timeout_ms : AUTH_DEFAULT_TIMEOUT_MS;
     c->next_id = 1;
@@ -396,8 +390,6 @@ struct mg_auth_client *mg_auth_client_new(uv_loop_t *loop,
 static void client_free_cb(uv_handle_t *h)
 {
     struct mg_auth_client *c = h->data;
-    free(c->address);
-    free(c->peer_name);
     free(c->client_name);
     free(c);
 }
@@ -448,6 +440,8 @@ static struct mg_auth_request *request_start(struct mg_auth_client *c, struct mg
     list_push(&c->pending, r);
     if (c->is_connected)
         send_pending(c);
+    else if (c->is_down && c->conn == NULL && uv_now(c->loop) < c->next_connect)
+        request_complete(r, MG_AUTH_TEMPFAIL, "auth service unavailable");
     else
         client_connect(c);
     return r;
@@ -498,4 +492,10 @@ void mg_auth_cancel(struct mg_auth_request **req)
     else
         list_remove(&c->pending, r);
     request_free(r);
+}
+
+void mg_auth_client_set_tls(struct mg_auth_client *client, struct mg_tls_context *tls)
+{
+    if (tls != NULL)
+        client->tls = tls;
 }

@@ -21,6 +21,7 @@
 
 struct mg_auth_client;
 struct mg_auth_request;
+struct mg_endpoint;
 struct mg_tls_context;
 
 enum mg_auth_status {
@@ -32,18 +33,21 @@ enum mg_auth_status {
 };
 
 struct mg_auth_client_settings {
-    /* "/run/mailgenic/auth.sock", or "host:port" for TCP with TLS. */
-    const char *address;
-    /* TCP only: our client certificate and the CA to verify the server
-     * (mutual TLS); NULL for UNIX sockets. Referenced, not copied. */
+    /* The service's socket, or host:port (common/endpoint.h); borrowed:
+     * it must outlive the client. */
+    const struct mg_endpoint *endpoint;
+    /* Required for TCP: the cluster client context (our certificate, the
+     * private CA to verify the server); borrowed. Unused for sockets. */
     struct mg_tls_context *tls;
-    const char *tls_peer_name;
     uint64_t timeout_ms;  /* per request; 0: 10 s */
     const char *client_name; /* "mgimapd", "mgsmtpd": in the server's logs */
 };
 
 struct mg_auth_client *mg_auth_client_new(uv_loop_t *loop,
                                           const struct mg_auth_client_settings *settings);
+/* Connections from now on use tls (after a certificate reload; the
+ * caller keeps the old context alive while connections may use it). */
+void mg_auth_client_set_tls(struct mg_auth_client *client, struct mg_tls_context *tls);
 /* Completes pending requests with MG_AUTH_TEMPFAIL, closes, frees once
  * the loop has run the close callbacks. Accepts NULL; sets *client NULL. */
 void mg_auth_client_free(struct mg_auth_client **client);

@@ -225,6 +225,38 @@ void mg_tls_server_options_from_settings(const struct mg_settings_tls *set,
     options_r->min_version = set->min_version;
 }
 
+int mg_tls_context_new_link_server(const struct mg_settings *settings,
+                                   struct mg_tls_context **ctx_r, char **error_r)
+{
+    const struct mg_settings_cluster *c = &settings->cluster;
+    struct mg_tls_server_options o = {
+        .cert_file = c->cert_file, .key_file = c->key_file, .client_ca_file = c->ca_file,
+        .ciphers = settings->tls.ciphers, .min_version = settings->tls.min_version,
+    };
+    if (c->ca_file[0] == '\0') {
+        *error_r = mg_strdup("TLS: [cluster] ca_file must be set");
+        return -1;
+    }
+    return mg_tls_context_new_server(&o, ctx_r, error_r);
+}
+
+int mg_tls_context_new_link_client(const struct mg_settings *settings,
+                                   struct mg_tls_context **ctx_r, char **error_r)
+{
+    const struct mg_settings_cluster *c = &settings->cluster;
+    struct mg_tls_client_options o = {
+        .ca_file = c->ca_file, .cert_file = c->cert_file, .key_file = c->key_file,
+        .ciphers = settings->tls.ciphers, .min_version = settings->tls.min_version,
+        .require_verification = true,
+    };
+    /* An empty ca_file would mean the system's public CAs. */
+    if (c->ca_file[0] == '\0' || c->cert_file[0] == '\0' || c->key_file[0] == '\0') {
+        *error_r = mg_strdup("TLS: [cluster] ca_file, cert_file and key_file must be set");
+        return -1;
+    }
+    return mg_tls_context_new_client(&o, ctx_r, error_r);
+}
+
 void mg_tls_context_ref(struct mg_tls_context *ctx)
 {
     atomic_fetch_add(&ctx->refcount, 1);

@@ -16,6 +16,7 @@
 #include <stddef.h>
 
 struct mg_buf;
+struct mg_settings;
 struct mg_settings_tls;
 
 /* A configured SSL_CTX. Reloading builds a new context and swaps it in:
@@ -53,6 +54,14 @@ int mg_tls_context_new_client(const struct mg_tls_client_options *options,
 /* Server options from the [tls] settings. */
 void mg_tls_server_options_from_settings(const struct mg_settings_tls *set,
                                          struct mg_tls_server_options *options_r);
+/* The contexts of the links between Mailgenic hosts (LMTP and the auth
+ * service over TCP): [cluster] certificate and key, the private CA as the
+ * only trust anchor, peers verified both ways; ciphers and minimum
+ * version from [tls]. Returns 0, or -1 with a reason (to free). */
+int mg_tls_context_new_link_server(const struct mg_settings *settings,
+                                   struct mg_tls_context **ctx_r, char **error_r);
+int mg_tls_context_new_link_client(const struct mg_settings *settings,
+                                   struct mg_tls_context **ctx_r, char **error_r);
 void mg_tls_context_ref(struct mg_tls_context *ctx);
 /* Drops a reference; accepts NULL; sets *ctx to NULL. */
 void mg_tls_context_unref(struct mg_tls_context **ctx);

@@ -16,12 +16,14 @@
 
 #include "common/alloc.h"
 #include "common/auth_client.h"
+#include "common/endpoint.h"
 #include "common/log.h"
 #include "common/privileges.h"
 #include "common/sd_notify.h"
 #include "common/settings.h"
 #include "common/signals.h"
 #include "common/tls.h"
+#include "mda/auth/auth_link.h"
 #include "mda/imap/imap_server.h"
 #include "mda/lmtp/lmtp_delivery.h"
 #include "mda/store/store.h"
@@ -33,10 +35,13 @@ struct mgimapd {
     uv_loop_t *loop;
     char *config_path;
     struct mg_settings *settings;
-    struct mg_tls_context *tls;
+    struct mg_tls_context *tls;       /* IMAPS: the public certificate */
+    struct mg_tls_context *link_tls;  /* LMTP and auth over TCP: mutual TLS */
     struct imap_server *imap;
     struct lmtp_delivery *lmtp;
+    struct auth_link *auth_link;      /* NULL without [auth] listen */
     struct store *store;
+    struct mg_endpoint auth_endpoint;
     struct mg_auth_client *auth;
     struct mg_signals signals;
     uv_process_t auth_proc;
@@ -158,6 +163,7 @@ static void stop_timer_cb(uv_timer_t *t)
 {
     struct mgimapd *d = t->data;
     bool idle = imap_server_session_count(d->imap) == 0 && lmtp_delivery_session_count(d->lmtp) == 0 &&
+                auth_link_session_count(d->auth_link) == 0 &&
                 store_jobs_running(d->store) == 0 && (!d->auth_running || d->auth_stops_after_us);
     d->stop_waited_ms += 100;
     if (!idle && d->stop_waited_ms < STOP_GRACE_MS)
@@ -177,6 +183,8 @@ static void on_stop(void *ctx)
     mg_sd_notify("STOPPING=1");
     imap_server_stop(d->imap);
     lmtp_delivery_stop(d->lmtp);
+    if (d->auth_link != NULL)
+        auth_link_stop(d->auth_link);
     /* mgauthd under its own user is not ours to signal any more: it stops
      * when we exit (its --watch-fd pipe ends), after our sessions. */
     if (d->auth_running && uv_process_kill(&d->auth_proc, SIGTERM) != 0)
@@ -212,10 +220,23 @@ static void on_reload(void *ctx)
         free(error);
     } else {
         imap_server_set_tls(d->imap, tls);
-        lmtp_delivery_set_tls(d->lmtp, tls);
         mg_tls_context_unref(&d->tls);
         d->tls = tls;
         mg_log_info("mgimapd", "certificates reloaded");
+    }
+    struct mg_tls_context *link_tls = NULL;
+    if (d->link_tls == NULL) {
+        /* no TCP links: nothing to reload */
+    } else if (mg_tls_context_new_link_server(fresh, &link_tls, &error) != 0) {
+        mg_log_error("mgimapd", "reload: keeping the old cluster certificate: %s", error);
+        free(error);
+    } else {
+        lmtp_delivery_set_tls(d->lmtp, link_tls);
+        if (d->auth_link != NULL)
+            auth_link_set_tls(d->auth_link, link_tls);
+        mg_tls_context_unref(&d->link_tls);
+        d->link_tls = link_tls;
+        mg_log_info("mgimapd", "cluster certificate reloaded");
     }
     mg_settings_free(&fresh);
     mg_sd_notify("READY=1");
@@ -280,8 +301,17 @@ int main(int argc, char **argv)
         mg_log_fatal("mgimapd", "%s", error);
     if (lmtp_delivery_bind(d.loop, d.settings, &d.lmtp, &error) != 0)
         mg_log_fatal("mgimapd", "%s", error);
+    if (auth_link_bind(d.loop, d.settings, &d.auth_link, &error) != 0)
+        mg_log_fatal("mgimapd", "%s", error);
     if (load_tls(&d, d.settings, &d.tls, &error) != 0)
         mg_log_fatal("mgimapd", "%s", error);
+    /* LMTP and the auth service over TCP: only peers with a certificate
+     * of the cluster CA (docs/scale-out.md). */
+    if ((d.settings->lmtp.listen.count > 0 || d.auth_link != NULL) &&
+        mg_tls_context_new_link_server(d.settings, &d.link_tls, &error) != 0)
+        mg_log_fatal("mgimapd", "%s", error);
+    if (mg_endpoint_parse(d.settings->auth.socket, &d.auth_endpoint, &error) != 0)
+        mg_log_fatal("mgimapd", "[auth] socket: %s", error);
 
     /* mgauthd switches to its own user, which we can no longer do once
      * privileges are dropped (as root, or with systemd's CAP_SETUID). */
@@ -300,7 +330,7 @@ int main(int argc, char **argv)
                                  .index_dir = d.settings->mda.index_dir };
     if (store_open(d.loop, &ss, &d.store, &error) != 0)
         mg_log_fatal("mgimapd", "%s", error);
-    struct mg_auth_client_settings as = { .address = d.settings->auth.socket,
+    struct mg_auth_client_settings as = { .endpoint = &d.auth_endpoint,
                                           .client_name = "mgimapd" };
     d.auth = mg_auth_client_new(d.loop, &as);
 
@@ -308,7 +338,9 @@ int main(int argc, char **argv)
     uv_timer_init(d.loop, &d.stop_timer);
     d.stop_timer.data = &d;
     imap_server_start(d.imap, d.tls, d.store, d.auth);
-    lmtp_delivery_start(d.lmtp, d.store, d.auth, d.tls);
+    lmtp_delivery_start(d.lmtp, d.store, d.auth, d.link_tls);
+    if (d.auth_link != NULL)
+        auth_link_start(d.auth_link, d.link_tls, d.settings->auth.socket);
     mg_log_info("mgimapd", "ready version=%s", MG_VERSION);
     mg_sd_notify("READY=1");
 
@@ -327,7 +359,10 @@ int main(int argc, char **argv)
         uv_sleep(1);
     imap_server_free(&d.imap);
     lmtp_delivery_free(&d.lmtp);
+    auth_link_free(&d.auth_link);
     mg_tls_context_unref(&d.tls);
+    mg_tls_context_unref(&d.link_tls);
+    mg_endpoint_clear(&d.auth_endpoint);
     mg_settings_free(&d.settings);
     if (d.auth_watch_fd >= 0)
         close(d.auth_watch_fd);

@@ -14,6 +14,7 @@
 
 #include "common/alloc.h"
 #include "common/auth_client.h"
+#include "common/endpoint.h"
 #include "common/log.h"
 #include "common/privileges.h"
 #include "common/sd_notify.h"
@@ -33,6 +34,11 @@ struct mgsmtpd {
     const char *config_path;
     struct mg_settings *settings;
     struct mg_tls_context *tls;
+    /* The MDA: its LMTP and auth service, a socket path or host:port; over
+     * TCP with link_tls (mutual TLS with the cluster certificate). */
+    struct mg_endpoint lmtp_endpoint;
+    struct mg_endpoint auth_endpoint;
+    struct mg_tls_context *link_tls;
     struct smtp_receive *rx;
     struct control *control;
     struct queue *queue;
@@ -97,6 +103,47 @@ static int load_tls(const struct mg_settings *set, struct mg_tls_context **ctx_r
     return mg_tls_context_new_server(&o, ctx_r, error_r);
 }
 
+static bool has_tcp_link(const struct mgsmtpd *d)
+{
+    return !d->lmtp_endpoint.is_unix || !d->auth_endpoint.is_unix;
+}
+
+/* The MDA's addresses stay as they were at start (a restart changes
+ * them); its certificates can be renewed under a running daemon. */
+static void reload_link_tls(struct mgsmtpd *d, const struct mg_settings *fresh)
+{
+    if (!has_tcp_link(d))
+        return;
+    struct mg_tls_context *tls = NULL;
+    char *error = NULL;
+    if (mg_tls_context_new_link_client(fresh, &tls, &error) != 0) {
+        mg_log_error("mgsmtpd", "reload: keeping the old cluster certificate: %s", error);
+        free(error);
+        return;
+    }
+    local_agent_set_tls(d->local, tls);
+    mg_auth_client_set_tls(d->auth, tls);
+    mg_tls_context_unref(&d->link_tls);
+    d->link_tls = tls;
+    mg_log_info("mgsmtpd", "cluster certificate reloaded");
+}
+
+/* Where the MDA is: resolved once, at start (common/endpoint.h). */
+static void open_links(struct mgsmtpd *d)
+{
+    const struct mg_settings *set = d->settings;
+    const char *lmtp = set->mta.lmtp[0] != '\0' ? set->mta.lmtp : set->lmtp.socket;
+    const char *auth = set->mta.auth[0] != '\0' ? set->mta.auth : set->auth.socket;
+    char *error = NULL;
+    if (mg_endpoint_parse(lmtp, &d->lmtp_endpoint, &error) != 0)
+        mg_log_fatal("mgsmtpd", "[mta] lmtp: %s", error);
+    if (mg_endpoint_parse(auth, &d->auth_endpoint, &error) != 0)
+        mg_log_fatal("mgsmtpd", "[mta] auth: %s", error);
+    /* Read while privileged, like the other keys. */
+    if (has_tcp_link(d) && mg_tls_context_new_link_client(set, &d->link_tls, &error) != 0)
+        mg_log_fatal("mgsmtpd", "%s", error);
+}
+
 static void on_reload(void *ctx)
 {
     struct mgsmtpd *d = ctx;
@@ -110,6 +157,7 @@ static void on_reload(void *ctx)
         return;
     }
     mg_log_set_level(fresh->log_level);
+    reload_link_tls(d, fresh);
     struct mg_tls_context *tls = NULL;
     if (load_tls(fresh, &tls, &error) != 0) {
         mg_log_error("mgsmtpd", "reload: keeping the old certificate: %s", error);
@@ -186,6 +234,7 @@ int main(int argc, char **argv)
         mg_log_fatal("mgsmtpd", "%s", error);
     if (load_tls(d.settings, &d.tls, &error) != 0)
         mg_log_fatal("mgsmtpd", "%s", error);
+    open_links(&d);
     if (geteuid() == 0 && d.settings->mta.user[0] != '\0') {
         /* mgqueue connects as our user. */
         uid_t uid;
@@ -202,12 +251,12 @@ int main(int argc, char **argv)
 
     if (queue_open(d.loop, d.settings, &d.queue, &error) != 0)
         mg_log_fatal("mgsmtpd", "%s", error);
-    const char *auth_addr = d.settings->mta.auth[0] != '\0' ? d.settings->mta.auth : d.settings->auth.socket;
-    struct mg_auth_client_settings as = { .address = auth_addr, .client_name = "mgsmtpd" };
+    struct mg_auth_client_settings as = {
+        .endpoint = &d.auth_endpoint, .tls = d.link_tls, .client_name = "mgsmtpd",
+    };
     d.auth = mg_auth_client_new(d.loop, &as);
     queue_set_auth(d.queue, d.auth);
-    const char *lmtp = d.settings->mta.lmtp[0] != '\0' ? d.settings->mta.lmtp : d.settings->lmtp.socket;
-    d.local = local_agent_new(d.loop, d.settings, d.queue, lmtp, NULL);
+    d.local = local_agent_new(d.loop, d.settings, d.queue, &d.lmtp_endpoint, d.link_tls);
     d.remote = remote_agent_new(d.loop, d.settings, d.queue, &error);
     if (d.remote == NULL)
         mg_log_fatal("mgsmtpd", "%s", error);
@@ -233,6 +282,9 @@ int main(int argc, char **argv)
     control_free(&d.control);
     smtp_receive_free(&d.rx);
     mg_tls_context_unref(&d.tls);
+    mg_tls_context_unref(&d.link_tls);
+    mg_endpoint_clear(&d.lmtp_endpoint);
+    mg_endpoint_clear(&d.auth_endpoint);
     mg_settings_free(&d.settings);
     return 0;
 }

@@ -16,6 +16,7 @@
 #include "common/buf.h"
 #include "common/conn.h"
 #include "common/listener.h"
+#include "common/tls.h"
 #include "common/log.h"
 #include "common/settings.h"
 #include "common/unique_id.h"
@@ -525,7 +526,20 @@ static void session_begin(struct lmtp_session *s)
 
 static void conn_on_tls_ready(struct mg_conn *conn)
 {
-    session_begin(mg_conn_data(conn));
+    struct lmtp_session *s = mg_conn_data(conn);
+    struct mg_tls *tls = mg_conn_tls(conn);
+    const char *cn = mg_tls_peer_common_name(tls);
+    /* The link context demands a certificate of the cluster CA; a
+     * handshake without one would be a bug, and gets no delivery. */
+    if (!mg_tls_is_verified(tls) || cn == NULL) {
+        mg_log_error("lmtp", "peer not verified session=%s remote=%s", s->id, mg_conn_peer_ip(conn));
+        mg_conn_abort(conn, "peer not verified");
+        return;
+    }
+    char rv[MG_LOG_VALUE_MAX];
+    mg_log_info("lmtp", "tls session=%s remote=%s peer=%s version=%s", s->id, mg_conn_peer_ip(conn),
+                mg_log_str(rv, cn), mg_tls_version(tls));
+    session_begin(s);
 }
 
 static const struct mg_conn_callbacks lmtp_conn_cb = {

@@ -5,6 +5,7 @@
 
 #include "common/alloc.h"
 #include "common/conn.h"
+#include "common/endpoint.h"
 #include "common/log.h"
 #include "common/settings.h"
 #include "lmtp/smtp_client.h"
@@ -26,8 +27,9 @@ struct local_agent {
     uv_loop_t *loop;
     const struct mg_settings *settings;
     struct queue *queue;
-    char *target;
-    struct mg_tls_context *tls;
+    struct mg_endpoint *endpoint; /* borrowed */
+    char target[300];             /* its name, for logs */
+    struct mg_tls_context *tls;   /* TCP only: the cluster client context */
     struct lmtp_link *links;
     unsigned n_links;
     unsigned busy;
@@ -190,7 +192,7 @@ static void link_begin(struct lmtp_link *l)
     struct smtp_client_settings cs = {
         .protocol = SMTP_PROTOCOL_LMTP,
         .helo_name = l->agent->settings->hostname,
-        .is_tls = l->agent->tls != NULL,
+        .is_tls = !l->agent->endpoint->is_unix,
     };
     l->client = smtp_client_new(&cs, &client_io, l, &client_cb, l);
 }
@@ -204,8 +206,11 @@ static void conn_on_connect(struct mg_conn *conn, int status)
         return; /* on_close follows */
     }
     mg_conn_set_idle_timeout(conn, LOCAL_REPLY_TIMEOUT_MS);
-    if (a->tls != NULL)
-        mg_conn_start_tls_client(conn, a->tls, NULL, a->settings->tls.handshake_timeout_ms);
+    /* TCP: mutual TLS, and the MDA's certificate must carry the name or
+     * address we connect to. */
+    if (!a->endpoint->is_unix)
+        mg_conn_start_tls_client(conn, a->tls, a->endpoint->host,
+                                 a->settings->tls.handshake_timeout_ms);
     else
         link_begin(l);
 }
@@ -260,30 +265,7 @@ static struct lmtp_link *link_new(struct local_agent *a)
         a->links->prev = l;
     a->links = l;
     a->n_links++;
-    if (a->target[0] == '/') {
-        l->conn = mg_conn_connect_unix(a->loop, a->target, LOCAL_CONNECT_TIMEOUT_MS, &link_conn_cb, l);
-    } else {
-        struct sockaddr_storage ss;
-        char host[256];
-        const char *colon = strrchr(a->target, ':');
-        int r = -1;
-        if (colon != NULL && (size_t)(colon - a->target) < sizeof(host)) {
-            const char *h = a->target;
-            size_t hl = (size_t)(colon - a->target);
-            if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
-                h++;
-                hl -= 2;
-            }
-            memcpy(host, h, hl);
-            host[hl] = '\0';
-            int port = atoi(colon + 1);
-            r = strchr(host, ':') != NULL ? uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss)
-                                          : uv_ip4_addr(host, port, (struct sockaddr_in *)&ss);
-        }
-        if (r != 0)
-            mg_log_fatal("lmtp-client", "invalid LMTP target %s (a socket path or ip:port)", a->target);
-        l->conn = mg_conn_connect_tcp(a->loop, (struct sockaddr *)&ss, LOCAL_CONNECT_TIMEOUT_MS, &link_conn_cb, l);
-    }
+    l->conn = mg_endpoint_connect(a->endpoint, a->loop, LOCAL_CONNECT_TIMEOUT_MS, &link_conn_cb, l);
     return l;
 }
 
@@ -332,14 +314,17 @@ static bool agent_deliver(struct queue_agent *qa, struct queue_delivery *d)
 }
 
 struct local_agent *local_agent_new(uv_loop_t *loop, const struct mg_settings *settings,
-                                    struct queue *queue, const char *target,
+                                    struct queue *queue, struct mg_endpoint *endpoint,
                                     struct mg_tls_context *tls)
 {
+    if (!endpoint->is_unix && tls == NULL)
+        mg_panic("local agent: LMTP over TCP without a TLS context");
     struct local_agent *a = mg_calloc(1, sizeof(*a));
     a->loop = loop;
     a->settings = settings;
     a->queue = queue;
-    a->target = mg_strdup(target);
+    a->endpoint = endpoint;
+    mg_endpoint_name(endpoint, a->target, sizeof(a->target));
     a->tls = tls;
     a->agent.deliver = agent_deliver;
     a->agent.ctx = a;
@@ -347,6 +332,12 @@ struct local_agent *local_agent_new(uv_loop_t *loop, const struct mg_settings *s
     a->backoff.data = a;
     uv_unref((uv_handle_t *)&a->backoff);
     return a;
+}
+
+void local_agent_set_tls(struct local_agent *agent, struct mg_tls_context *tls)
+{
+    if (tls != NULL)
+        agent->tls = tls;
 }
 
 struct queue_agent *local_agent_queue_agent(struct local_agent *agent)
@@ -372,7 +363,6 @@ unsigned local_agent_busy(const struct local_agent *agent)
 static void agent_free_cb(uv_handle_t *h)
 {
     struct local_agent *a = h->data;
-    free(a->target);
     free(a);
 }
 
