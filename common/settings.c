@@ -1,6 +1,7 @@
 #include "common/settings.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <stddef.h>
@@ -562,10 +563,47 @@ int mg_settings_load_string(const char *text, size_t len, const char *name,
     return 0;
 }
 
+static int is_dropin(const struct dirent *de)
+{
+    size_t len = strlen(de->d_name);
+    return de->d_name[0] != '.' && len > 5 && strcmp(de->d_name + len - 5, ".conf") == 0;
+}
+
+/* <path>.d/<name>.conf in name order, each over what came before: what
+ * provisioning (or a package) sets without editing the main file. A
+ * missing directory is fine. */
+static int settings_load_dropins(struct mg_settings *set, const char *path, char **error_r)
+{
+    char *dir = mg_asprintf("%s.d", path);
+    struct dirent **entries = NULL;
+    int n = scandir(dir, &entries, is_dropin, alphasort);
+    int ret = 0;
+    if (n < 0) {
+        if (errno != ENOENT && errno != ENOTDIR) {
+            *error_r = mg_asprintf("%s: %s", dir, strerror(errno));
+            ret = -1;
+        }
+        free(dir);
+        return ret;
+    }
+    for (int i = 0; i < n; i++) {
+        if (ret == 0) {
+            char *file = mg_asprintf("%s/%s", dir, entries[i]->d_name);
+            ret = mg_config_parse_file(file, settings_entry_cb, set, error_r);
+            free(file);
+        }
+        free(entries[i]);
+    }
+    free(entries);
+    free(dir);
+    return ret < 0 ? -1 : 0;
+}
+
 int mg_settings_load(const char *path, struct mg_settings **settings_r, char **error_r)
 {
     struct mg_settings *set = mg_settings_new_defaults();
-    if (mg_config_parse_file(path, settings_entry_cb, set, error_r) < 0) {
+    if (mg_config_parse_file(path, settings_entry_cb, set, error_r) < 0 ||
+        settings_load_dropins(set, path, error_r) < 0) {
         mg_settings_free(&set);
         return -1;
     }

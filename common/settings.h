@@ -168,8 +168,10 @@ struct mg_settings {
     char *source_file; /* the file loaded, or "(defaults)" */
 };
 
-/* Loads the defaults and then the file at path. Returns 0, or -1 with a
- * message naming file and line in *error_r (to free). */
+/* Loads the defaults, then the file at path, then every "*.conf" file in
+ * the directory "<path>.d" (if there is one) in name order; a key set in a
+ * later file replaces the earlier value. Returns 0, or -1 with a message
+ * naming file and line in *error_r (to free). */
 int mg_settings_load(const char *path, struct mg_settings **settings_r, char **error_r);
 /* The same from text in memory (tests, fuzzing); name is used in errors. */
 int mg_settings_load_string(const char *text, size_t len, const char *name,

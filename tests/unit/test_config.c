@@ -3,7 +3,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "common/alloc.h"
 #include "common/config.h"
 #include "common/settings.h"
 
@@ -202,6 +204,50 @@ static const struct {
       "needs [cluster]" },
 };
 
+static void test_settings_dropins(void **state)
+{
+    (void)state;
+    char *dir = testutil_mkdtemp();
+    char *main_path = mg_asprintf("%s/m.conf", dir);
+    char *d = mg_asprintf("%s/m.conf.d", dir);
+    const char *main_text = "[imap]\nmax_connections = 7\n[userdb]\npath = /a\n";
+    testutil_write_file(main_path, main_text, strlen(main_text));
+    assert_int_equal(mkdir(d, 0755), 0);
+    const char *files[][2] = {
+        { "20-later.conf", "[userdb]\npath = /c\n" },
+        { "10-first.conf", "[userdb]\npath = /b\n[imap]\nlisten = 127.0.0.1:1993\n" },
+        { "README", "not = read\n" },
+        { ".hidden.conf", "not = read\n" },
+    };
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        char *p = mg_asprintf("%s/%s", d, files[i][0]);
+        testutil_write_file(p, files[i][1], strlen(files[i][1]));
+        free(p);
+    }
+    struct mg_settings *set = NULL;
+    char *error = NULL;
+    if (mg_settings_load(main_path, &set, &error) != 0)
+        fail_msg("%s", error);
+    assert_int_equal(set->imap.max_connections, 7);   /* main file */
+    assert_string_equal(set->userdb.path, "/c");      /* last drop-in wins */
+    assert_int_equal(set->imap.listen.count, 1);
+    assert_int_equal(set->imap.listen.addrs[0].port, 1993);
+    mg_settings_free(&set);
+
+    /* an error in a drop-in names it */
+    char *bad = mg_asprintf("%s/30-bad.conf", d);
+    testutil_write_file(bad, "\n[imap]\nbogus = 1\n", 17);
+    assert_int_equal(mg_settings_load(main_path, &set, &error), -1);
+    if (strstr(error, "30-bad.conf:3: unknown key 'bogus'") == NULL)
+        fail_msg("error: %s", error);
+    free(error);
+    free(bad);
+    testutil_rmtree(dir);
+    free(main_path);
+    free(d);
+    free(dir);
+}
+
 static void test_settings_tcp_links(void **state)
 {
     (void)state;
@@ -350,6 +396,7 @@ int main(void)
         cmocka_unit_test(test_settings_errors),
         cmocka_unit_test(test_settings_value_parsers),
         cmocka_unit_test(test_settings_tcp_links),
+        cmocka_unit_test(test_settings_dropins),
         cmocka_unit_test(test_settings_file_and_schema),
         cmocka_unit_test(test_settings_documented),
     };
