@@ -2,8 +2,9 @@
 the first run installs the package and nftables, the rules file and the
 enabled units; a second run changes nothing (a checksum listing of /etc,
 the state directories, the programs and the units, and the package
-status, compared); a rules file changed by hand is kept; roles other than
-'all' are refused.
+status, compared); a rules file changed by hand is kept; the roles of
+the two-host layout (mta, mda: the daemon, the link certificate issued
+from a cluster CA, the drop-in configuration, the firewall) and back.
 
 Needs root, debootstrap and the package (`make test-deploy` builds it):
 exits 77 (skipped) without them.
@@ -127,10 +128,67 @@ class Provision(unittest.TestCase):
             self.assertEqual(f.read(), mine)
 
     def test_3_roles(self):
-        for role, expect in (("mta", "two-host layout"), ("mda", "two-host layout"), ("both", "unknown role")):
-            r = self.provision(role, check=False)
-            self.assertEqual(r.returncode, 2, role)
+        # bad command lines change nothing
+        for args, expect in ((["both"], "unknown role"),
+                             (["mda"], "needs --ca DIR, --address ADDR and --peer ADDR"),
+                             (["--ca", "/nonexistent", "--address", "10.0.0.2", "--peer",
+                               "10.0.0.1", "mta"], "no /nonexistent/ca.crt")):
+            r = self.provision(*args, check=False)
+            self.assertEqual(r.returncode, 2, args)
             self.assertIn(expect, r.stderr)
+        # the rules are ours again (test_2 left a hand-made version)
+        rules = self.root.file("/etc/nftables.conf")
+        record = self.root.file("/var/lib/mailgenic-provision/nftables.conf.sha256")
+        with open(os.path.join(mgdeploy.DEPLOY_DIR, "nftables.conf")) as f:
+            ours = f.read()
+        with open(rules, "w") as f:
+            f.write(ours)
+        with open(record, "w") as f:
+            f.write(hashlib.sha256(ours.encode()).hexdigest() + "  -\n")
+        self.root.chroot("/bin/sh", "-c", "mgadm ca init 'Test cluster CA'",
+                         env={"MG_CA_DIR": "/root/ca"})
+        wants = "/etc/systemd/system/multi-user.target.wants"
+        dropin = "/etc/mailgenic/mailgenic.conf.d/50-provision-role.conf"
+        link = ["--deb", self.deb_in, "--ca", "/root/ca"]
+
+        r = self.provision(*link, "--address", "10.0.0.2", "--peer", "10.0.0.1", "mda")
+        self.assertIn("issued /etc/mailgenic/cluster/host.crt", r.stdout)
+        text = self.root.read(dropin)
+        self.assertIn("[lmtp]\nlisten = 10.0.0.2:24\n[auth]\nlisten = 10.0.0.2:8024\n", text)
+        self.assertIn("cert_file = /etc/mailgenic/cluster/host.crt", text)
+        key = os.stat(self.root.file("/etc/mailgenic/cluster/host.key"))
+        self.assertEqual(stat.S_IMODE(key.st_mode), 0o640)
+        self.assertEqual(key.st_gid, self.root.gid("mailgenic-tls"))
+        nft = self.root.read("/etc/nftables.conf")
+        self.assertIn("tcp dport { 22, 993 } accept", nft)
+        self.assertIn("ip saddr 10.0.0.1 tcp dport { 24, 8024 } accept", nft)
+        self.assertTrue(os.path.islink(self.root.file(f"{wants}/mgimapd.service")))
+        self.assertFalse(os.path.lexists(self.root.file(f"{wants}/mgsmtpd.service")))
+        # the daemons accept the result, and the certificate is the CA's
+        self.root.chroot("mgimapd", "--check-config")
+        self.root.chroot("openssl", "verify", "-CAfile", "/etc/mailgenic/cluster/ca.crt",
+                         "-verify_ip", "10.0.0.2", "/etc/mailgenic/cluster/host.crt")
+        again = self.provision(*link, "--address", "10.0.0.2", "--peer", "10.0.0.1", "mda")
+        self.assertIn("host.crt is up to date", again.stdout)
+        self.assertIn(f"{dropin} is up to date", again.stdout)
+        self.assertIn("/etc/nftables.conf is up to date", again.stdout)
+
+        r = self.provision(*link, "--address", "fd00::1", "--peer", "fd00::2", "mta")
+        self.assertIn("issued /etc/mailgenic/cluster/host.crt", r.stdout)  # new address
+        text = self.root.read(dropin)
+        self.assertIn("[mta]\nlmtp = [fd00::2]:24\nauth = [fd00::2]:8024\n", text)
+        nft = self.root.read("/etc/nftables.conf")
+        self.assertIn("tcp dport { 22, 25, 465 } accept", nft)
+        self.assertNotIn("8024", nft)
+        self.assertTrue(os.path.islink(self.root.file(f"{wants}/mgsmtpd.service")))
+        self.assertFalse(os.path.lexists(self.root.file(f"{wants}/mgimapd.service")))
+        self.root.chroot("mgsmtpd", "--check-config")
+
+        r = self.provision("--deb", self.deb_in)
+        self.assertIn(f"removed {dropin}", r.stdout)
+        self.assertEqual(self.root.read("/etc/nftables.conf"), ours)
+        for unit in ("mgimapd.service", "mgsmtpd.service"):
+            self.assertTrue(os.path.islink(self.root.file(f"{wants}/{unit}")), unit)
 
 
 if __name__ == "__main__":

@@ -211,6 +211,38 @@ class Units(unittest.TestCase):
         else:
             print("vagrant is not installed (not a Debian 12 package): ruby -c only", file=sys.stderr)
 
+    def test_vagrant_cluster_ca(self):
+        """The two-host layout's CA, made by the Vagrantfile's Ruby on the
+        host, is one `mgadm ca issue` accepts and whose certificates
+        verify (what provision.sh --ca does in each VM)."""
+        if not have("ruby"):
+            self.skipTest("ruby is not installed")
+        mgadm = os.path.join(os.environ.get("MG_TEST_BIN_DIR", ""), "mgadm")
+        if not os.access(mgadm, os.X_OK):
+            self.skipTest("mgadm is not built")
+        with open(os.path.join(SOURCE_DIR, "Vagrantfile")) as f:
+            text = f.read()
+        self.assertIn("MAILGENIC_LAYOUT", text)
+        for needle in ('"--ca"', '"--address"', '"--peer"', '"mda"', '"mta"', "private_network"):
+            self.assertIn(needle, text)
+        start, stop = text.index("def mailgenic_cluster_ca"), text.index("# One VM:")
+        with tempfile.TemporaryDirectory() as tmp:
+            ca = os.path.join(tmp, "ca")
+            script = ('require "fileutils"; require "openssl"\n' + text[start:stop] +
+                      f"\nmailgenic_cluster_ca({ca!r})\n")
+            r = subprocess.run(["ruby", "-e", script], capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(os.stat(os.path.join(ca, "ca.key")).st_mode & 0o777, 0o600)
+            env = dict(os.environ, MG_CA_DIR=ca)
+            r = subprocess.run([mgadm, "ca", "issue", "imap.mailgenic.test", "192.168.56.11"],
+                               env=env, capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            r = subprocess.run(["openssl", "verify", "-purpose", "sslclient", "-verify_ip",
+                                "192.168.56.11", "-CAfile", os.path.join(ca, "ca.crt"),
+                                os.path.join(ca, "imap.mailgenic.test.crt")],
+                               capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
     def test_manual_pages_and_packaging(self):
         with open(os.path.join(SOURCE_DIR, "cmake", "package.cmake")) as f:
             cmake = f.read()
