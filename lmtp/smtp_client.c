@@ -378,6 +378,15 @@ static struct smtp_reply reply_copy(struct smtp_client *client, const struct smt
 static void tx_done(struct smtp_client *client)
 {
     struct smtp_client_message *msg = client->msg;
+    /* A refused MAIL FROM is the answer for every recipient. Pipelined,
+     * the RCPTs behind it were answered too, mostly "503 need MAIL",
+     * which says nothing about the recipient and would hide the reason
+     * (Postfix reports the MAIL reply as well). Lock-step, no RCPT was
+     * sent at all. */
+    if (!client->is_mail_ok) {
+        for (size_t i = 0; i < msg->rcpt_count; i++)
+            msg->rcpts[i].result = client->mail_reply;
+    }
     client->msg = NULL;
     client_set_state(client, CLIENT_READY);
     client->cb->message_done(client, msg, &client->mail_reply, client->ctx);
@@ -388,9 +397,7 @@ static void local_failure(struct smtp_client *client, unsigned code, const char 
 {
     struct smtp_reply reply = { .code = code, .text = text };
     snprintf(reply.enhanced, sizeof(reply.enhanced), "%s", enhanced);
-    client->mail_reply = reply;
-    for (size_t i = 0; i < client->msg->rcpt_count; i++)
-        client->msg->rcpts[i].result = reply;
+    client->mail_reply = reply; /* tx_done: every recipient's result */
     tx_done(client);
 }
 

@@ -12,7 +12,9 @@
  *
  * Results are per recipient: the reply to RCPT TO, and for LMTP the reply
  * after DATA for each accepted recipient (for SMTP the one reply after DATA
- * applies to every accepted recipient). */
+ * applies to every accepted recipient). A refused MAIL FROM is every
+ * recipient's result, with or without PIPELINING: the RCPT replies behind
+ * it ("503 need MAIL") are not kept. */
 #ifndef MG_LMTP_SMTP_CLIENT_H
 #define MG_LMTP_SMTP_CLIENT_H
 
@@ -86,7 +88,8 @@ struct smtp_client_rcpt {
     const char *address;
     unsigned notify;           /* DSN NOTIFY bits (only sent when offered) */
     const char *orcpt;         /* ORCPT address (utf-8 / xtext encoded by us) */
-    struct smtp_reply result;  /* filled in: RCPT reply, then data reply */
+    struct smtp_reply result;  /* filled in: RCPT reply, then data reply;
+                                * the MAIL reply when MAIL was refused */
     bool is_accepted;          /* the RCPT TO got 2xx */
     void *data;
 };

@@ -110,28 +110,12 @@ static void client_message_done(struct smtp_client *client, struct smtp_client_m
                                 const struct smtp_reply *mail_reply, void *ctx)
 {
     (void)client;
+    (void)msg; /* its results reach the delivery through l->ob */
     struct remote_link *l = ctx;
     if (l->dest == NULL || l->job == NULL)
         return; /* orphaned: remote_agent_free finished the job */
     struct remote_job *job = l->job;
     l->job = NULL;
-    /* A refused MAIL FROM is every recipient's answer. Pipelined, the
-     * RCPTs after it were answered too ("503 5.5.1 need MAIL"): those
-     * replies say nothing, and the MAIL reply is taken instead. (With
-     * every RCPT refused the engine hands over the DATA reply as
-     * mail_reply, but then the recipients have their own refusals.) */
-    if (mail_reply != NULL && mail_reply->code >= 400 && msg->rcpt_count > 0) {
-        bool only_sequence_errors = true;
-        for (size_t i = 0; i < msg->rcpt_count; i++) {
-            unsigned code = msg->rcpts[i].result.code;
-            if (msg->rcpts[i].is_accepted || (code != 0 && code != 503))
-                only_sequence_errors = false;
-        }
-        if (only_sequence_errors) {
-            for (size_t i = 0; i < msg->rcpt_count; i++)
-                msg->rcpts[i].result.code = 0;
-        }
-    }
     outbound_results(&l->ob, mail_reply);
     outbound_free(&l->ob);
     l->has_ob = false;

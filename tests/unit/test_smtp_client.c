@@ -298,16 +298,6 @@ static void scenario_lock_step(bool bytewise)
     step(&c, "250 Ok\r\n", "");
     assert_int_equal(c.done_calls, 2);
     assert_int_equal(rcpts3[1].result.code, 450);
-
-    /* MAIL refused: nothing more, nothing to reset. */
-    msg = make_msg(&c, "hi\r\n", 2);
-    send_msg(&c, msg);
-    expect_out(&c, "MAIL FROM:<a@b.test>\r\n");
-    step(&c, "553 5.1.8 bad sender\r\n", "");
-    assert_int_equal(c.done_calls, 3);
-    assert_int_equal(c.mail_code, 553);
-    assert_false(rcpts3[0].is_accepted);
-    assert_int_equal(rcpts3[0].result.code, 0);
     c_deinit(&c);
 }
 
@@ -326,17 +316,6 @@ static void scenario_pipelined_failures(bool bytewise)
     assert_int_equal(c.mail_code, 554);
     assert_int_equal(rcpts3[0].result.code, 550);
 
-    /* MAIL refused: the RCPTs and DATA get 503; no RSET. */
-    msg = make_msg(&c, "hi\r\n", 2);
-    send_msg(&c, msg);
-    expect_out(&c, "MAIL FROM:<a@b.test>\r\nRCPT TO:<r0@d.test>\r\nRCPT TO:<r1@d.test>\r\nDATA\r\n");
-    step(&c, "550 5.7.1 go away\r\n503 need MAIL\r\n503 need MAIL\r\n503 need MAIL\r\n", "");
-    assert_int_equal(c.done_calls, 2);
-    assert_int_equal(c.mail_code, 550);
-    assert_string_equal(c.mail_text, "go away");
-    assert_false(rcpts3[0].is_accepted);
-    assert_int_equal(rcpts3[0].result.code, 503);
-
     /* DATA refused by an accepting server: the recipients get its reply. */
     msg = make_msg(&c, "hi\r\n", 1);
     send_msg(&c, msg);
@@ -353,9 +332,105 @@ static void scenario_pipelined_failures(bool bytewise)
     step(&c, "250 Ok\r\n550 no\r\n354 go\r\n", ".\r\n");
     step(&c, "250 Ok\r\n", "RSET\r\n");
     step(&c, "250 Ok\r\n", "");
-    assert_int_equal(c.done_calls, 4);
+    assert_int_equal(c.done_calls, 3);
     assert_int_equal(rcpts3[0].result.code, 550);
     c_deinit(&c);
+}
+
+/* A refused MAIL FROM is every recipient's result, whatever the RCPT
+ * replies behind it in a pipeline say: one case per row, the server's
+ * replies in steps with what the client must write after each. */
+struct mail_refused_case {
+    const char *name;
+    enum smtp_protocol protocol;
+    const char *ehlo;
+    const char *envelope;   /* written by smtp_client_send */
+    struct {
+        const char *server, *client;
+    } steps[3];             /* until server is NULL */
+    unsigned code;
+    const char *enhanced, *text;
+};
+
+#define ENVELOPE3                                                                                 \
+    "MAIL FROM:<a@b.test>\r\nRCPT TO:<r0@d.test>\r\nRCPT TO:<r1@d.test>\r\nRCPT TO:<r2@d.test>\r\n" \
+    "DATA\r\n"
+
+static const struct mail_refused_case mail_refused_cases[] = {
+    { "pipelining, 5xx", SMTP_PROTOCOL_SMTP, EHLO_ALL, ENVELOPE3,
+      { { "550-5.7.1 sender\r\n550 5.7.1 refused\r\n503 5.5.1 need MAIL\r\n"
+          "503 5.5.1 need MAIL\r\n503 5.5.1 need MAIL\r\n503 5.5.1 need MAIL\r\n", "" } },
+      550, "5.7.1", "sender\nrefused" },
+    /* A server that judges the recipients anyway does not matter either. */
+    { "pipelining, 4xx", SMTP_PROTOCOL_SMTP, EHLO_ALL, ENVELOPE3,
+      { { "451 4.3.0 try later\r\n503 5.5.1 need MAIL\r\n550 5.1.1 no such user\r\n"
+          "250 2.1.5 Ok\r\n503 5.5.1 need MAIL\r\n", "" } },
+      451, "4.3.0", "try later" },
+    /* 354 to DATA after all: "." at once, RSET, and still the MAIL reply. */
+    { "pipelining, 354 anyway", SMTP_PROTOCOL_SMTP, EHLO_ALL, ENVELOPE3,
+      { { "452 4.3.1 out of space\r\n503 need MAIL\r\n503 need MAIL\r\n503 need MAIL\r\n"
+          "354 go\r\n", ".\r\n" },
+        { "250 Ok\r\n", "RSET\r\n" },
+        { "250 Ok\r\n", "" } },
+      452, "4.3.1", "out of space" },
+    /* Lock-step: no RCPT is sent, nothing is reset. */
+    { "lock-step, 5xx", SMTP_PROTOCOL_SMTP, EHLO_NOPIPE, "MAIL FROM:<a@b.test>\r\n",
+      { { "553 5.1.8 bad sender\r\n", "" } },
+      553, "5.1.8", "bad sender" },
+    { "lock-step, 4xx", SMTP_PROTOCOL_SMTP, EHLO_NOPIPE, "MAIL FROM:<a@b.test>\r\n",
+      { { "450 4.7.1 greylisted\r\n", "" } },
+      450, "4.7.1", "greylisted" },
+    /* LMTP (the local agent) goes the same way. */
+    { "lmtp, pipelining", SMTP_PROTOCOL_LMTP, "250-mx.test\r\n250 PIPELINING\r\n", ENVELOPE3,
+      { { "452 4.3.1 store full\r\n503 5.5.1 need MAIL\r\n503 5.5.1 need MAIL\r\n"
+          "503 5.5.1 need MAIL\r\n503 5.5.1 need MAIL\r\n", "" } },
+      452, "4.3.1", "store full" },
+};
+
+static void scenario_mail_refused(bool bytewise)
+{
+    for (size_t i = 0; i < sizeof(mail_refused_cases) / sizeof(mail_refused_cases[0]); i++) {
+        const struct mail_refused_case *tc = &mail_refused_cases[i];
+        struct c c;
+        c_init(&c, tc->protocol, &mem_io, bytewise);
+        c_start(&c, tc->ehlo);
+        struct smtp_client_message *msg = make_msg(&c, "hi\r\n", 3);
+        send_msg(&c, msg);
+        expect_out(&c, tc->envelope);
+        for (size_t k = 0; k < 3 && tc->steps[k].server != NULL; k++)
+            step(&c, tc->steps[k].server, tc->steps[k].client);
+        if (c.done_calls != 1)
+            fail_msg("%s (bytewise %d): %d message_done calls", tc->name, bytewise, c.done_calls);
+        assert_int_equal(c.failed_calls, 0);
+        assert_true(smtp_client_is_idle(c.client));
+        assert_int_equal(c.mail_code, tc->code);
+        assert_string_equal(c.mail_text, tc->text);
+        for (size_t r = 0; r < msg->rcpt_count; r++) {
+            const struct smtp_client_rcpt *rcpt = &msg->rcpts[r];
+            if (rcpt->result.code != tc->code || strcmp(rcpt->result.enhanced, tc->enhanced) != 0 ||
+                strcmp(rcpt->result.text, tc->text) != 0 || rcpt->is_accepted)
+                fail_msg("%s (bytewise %d): rcpt %zu: %u %s \"%s\" accepted=%d, expected %u %s \"%s\"",
+                         tc->name, bytewise, r, rcpt->result.code, rcpt->result.enhanced,
+                         rcpt->result.text, rcpt->is_accepted, tc->code, tc->enhanced, tc->text);
+        }
+        /* The session goes on: the next transaction needs no RSET. */
+        msg = make_msg(&c, "x\r\n", 1);
+        send_msg(&c, msg);
+        if (!(smtp_client_extensions(c.client) & SMTP_EXT_PIPELINING)) {
+            expect_out(&c, "MAIL FROM:<a@b.test>\r\n");
+            step(&c, "250 Ok\r\n", "RCPT TO:<r0@d.test>\r\n");
+            step(&c, "250 Ok\r\n", "DATA\r\n");
+            step(&c, "354 go\r\n", "x\r\n.\r\n");
+        } else {
+            expect_out(&c, "MAIL FROM:<a@b.test>\r\nRCPT TO:<r0@d.test>\r\nDATA\r\n");
+            step(&c, "250 Ok\r\n250 Ok\r\n354 go\r\n", "x\r\n.\r\n");
+        }
+        step(&c, "250 2.0.0 Ok\r\n", "");
+        assert_int_equal(c.done_calls, 2);
+        assert_int_equal(rcpts3[0].result.code, 250);
+        assert_true(rcpts3[0].is_accepted);
+        c_deinit(&c);
+    }
 }
 
 static void scenario_lmtp(bool bytewise)
@@ -687,6 +762,7 @@ static void test_smtp_client_scenarios(void **state)
         scenario_pipelining(bytewise);
         scenario_lock_step(bytewise);
         scenario_pipelined_failures(bytewise);
+        scenario_mail_refused(bytewise);
         scenario_lmtp(bytewise);
         scenario_params(bytewise);
         scenario_helo_fallback_and_failures(bytewise);
