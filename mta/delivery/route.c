@@ -120,6 +120,12 @@ int route_host_parse(const char *text, size_t len, uint16_t default_port,
         *error_r = name_len == 0 ? "empty host" : "host name too long";
         return -1;
     }
+    /* text comes with a length: a NUL byte inside would end the copy
+     * early and leave name_len past its end. */
+    if (memchr(name, '\0', name_len) != NULL) {
+        *error_r = "invalid host name";
+        return -1;
+    }
     char *n = mg_strndup(name, name_len);
     mg_ascii_lower(n, name_len);
     bool is_v6 = false;
@@ -392,13 +398,17 @@ enum route_mx_status route_mx_prepare(struct route_mx *mx, size_t *n, const char
     if (rnd == NULL)
         rnd = default_random;
     /* RFC 7505: a null MX is the domain's only MX record. One next to
-     * real hosts is a mistake; the real hosts are used. */
-    if (*n == 1 && mx[0].host[0] == '\0')
-        return ROUTE_MX_NULL;
+     * real hosts is a mistake; the real hosts are used. Nothing but root
+     * records (the null MX published twice) says "no mail" as clearly:
+     * it must not come out as a mail loop, nor as OK with no host left
+     * to resolve (a resolution that would never call back). */
+    size_t n_records = *n;
     for (size_t i = *n; i-- > 0;) {
         if (mx[i].host[0] == '\0')
             mx_drop(mx, n, i);
     }
+    if (n_records > 0 && *n == 0)
+        return ROUTE_MX_NULL;
     /* Insertion sort by preference (stable; at most DNS_RECORDS_MAX). */
     for (size_t i = 1; i < *n; i++) {
         struct route_mx tmp = mx[i];

@@ -118,10 +118,11 @@ enum route_mx_status {
 typedef uint32_t route_random_fn(void *ctx);
 
 /* Sorts mx[0..*n) by preference with equal preferences shuffled, detects
- * a null MX (the only record is the root; a root record among others is
- * dropped), drops our own host (self, compared without case and trailing
- * dot) with every host of equal or worse preference, and keeps at most
- * ROUTE_MX_MAX. Dropped hosts' strings are freed; *n is updated. */
+ * a null MX (nothing but the root, usually one record; a root record
+ * among real hosts is dropped), drops our own host (self, compared
+ * without case and trailing dot) with every host of equal or worse
+ * preference, and keeps at most ROUTE_MX_MAX. Dropped hosts' strings are
+ * freed; *n is updated. */
 enum route_mx_status route_mx_prepare(struct route_mx *mx, size_t *n, const char *self,
                                       route_random_fn *rnd, void *rnd_ctx);
 bool route_name_eq(const char *a, const char *b);
