@@ -10,17 +10,12 @@
 #include "testutil.h"
 
 #include <arpa/inet.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
-#include <poll.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -32,9 +27,7 @@
 
 /* ---- dnsmasq ---- */
 
-static pid_t dnsmasq_pid = -1;
-static uint16_t dnsmasq_port;
-static char dnsmasq_server[64];
+static struct testutil_dnsmasq *dnsmasq;
 
 static const char *const records[] = {
     "--mx-host=multi.test,mx1.multi.test,10",
@@ -52,117 +45,6 @@ static const char *const records[] = {
     "--mx-host=noaddr.test,ghost.noaddr.test,10",
     "--txt-record=txtonly.test,hello",
 };
-
-/* A port free for UDP and TCP on 127.0.0.1 right now. */
-static uint16_t free_port(void)
-{
-    for (int attempt = 0; attempt < 20; attempt++) {
-        int u = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        int t = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_in sin = { .sin_family = AF_INET };
-        sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        socklen_t len = sizeof(sin);
-        uint16_t port = 0;
-        if (bind(u, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
-            getsockname(u, (struct sockaddr *)&sin, &len) == 0 &&
-            bind(t, (struct sockaddr *)&sin, sizeof(sin)) == 0)
-            port = ntohs(sin.sin_port);
-        close(u);
-        close(t);
-        if (port > 1024)
-            return port;
-    }
-    return 0;
-}
-
-/* Sends one A query and waits briefly for any answer. */
-static bool dns_answers(uint16_t port)
-{
-    static const unsigned char query[] = {
-        0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-        5, 'r', 'e', 'a', 'd', 'y', 4, 't', 'e', 's', 't', 0, 0x00, 0x01, 0x00, 0x01,
-    };
-    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port) };
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    sendto(s, query, sizeof(query), 0, (struct sockaddr *)&sin, sizeof(sin));
-    struct pollfd p = { .fd = s, .events = POLLIN };
-    bool ok = poll(&p, 1, 100) == 1;
-    close(s);
-    return ok;
-}
-
-static const char *dnsmasq_binary(void)
-{
-    static const char *const paths[] = { "/usr/sbin/dnsmasq", "/usr/bin/dnsmasq", "/sbin/dnsmasq" };
-    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
-        if (access(paths[i], X_OK) == 0)
-            return paths[i];
-    }
-    return NULL;
-}
-
-static bool dnsmasq_start(void)
-{
-    const char *bin = dnsmasq_binary();
-    struct passwd *pw = getpwuid(getuid());
-    dnsmasq_port = free_port();
-    if (bin == NULL || pw == NULL || dnsmasq_port == 0)
-        return false;
-    char port_arg[32], user_arg[300];
-    snprintf(port_arg, sizeof(port_arg), "--port=%u", dnsmasq_port);
-    snprintf(user_arg, sizeof(user_arg), "--user=%s", pw->pw_name);
-    const char *argv[64];
-    size_t n = 0;
-    argv[n++] = bin;
-    argv[n++] = "--keep-in-foreground";
-    argv[n++] = "--conf-file=/dev/null";
-    argv[n++] = "--no-resolv";
-    argv[n++] = "--no-hosts";
-    argv[n++] = "--listen-address=127.0.0.1";
-    argv[n++] = "--bind-interfaces";
-    argv[n++] = "--pid-file=";
-    argv[n++] = "--local=/test/";
-    argv[n++] = port_arg;
-    argv[n++] = user_arg;
-    for (size_t i = 0; i < sizeof(records) / sizeof(records[0]); i++)
-        argv[n++] = records[i];
-    argv[n] = NULL;
-    pid_t pid = fork();
-    if (pid < 0)
-        return false;
-    if (pid == 0) {
-        int null = open("/dev/null", O_RDWR);
-        if (getenv("MG_TEST_VERBOSE") == NULL) {
-            dup2(null, 1);
-            dup2(null, 2);
-        }
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
-    dnsmasq_pid = pid;
-    for (int i = 0; i < 50; i++) {
-        int status;
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            dnsmasq_pid = -1;
-            return false;
-        }
-        if (dns_answers(dnsmasq_port)) {
-            snprintf(dnsmasq_server, sizeof(dnsmasq_server), "127.0.0.1:%u", dnsmasq_port);
-            return true;
-        }
-    }
-    return false;
-}
-
-static void dnsmasq_stop(void)
-{
-    if (dnsmasq_pid <= 0)
-        return;
-    kill(dnsmasq_pid, SIGTERM);
-    waitpid(dnsmasq_pid, NULL, 0);
-    dnsmasq_pid = -1;
-}
 
 /* ---- running the loop ---- */
 
@@ -284,7 +166,7 @@ static void test_dns_mx(void **state)
 {
     (void)state;
     struct fixture f;
-    fixture_init(&f, dnsmasq_server, 2000);
+    fixture_init(&f, dnsmasq->server, 2000);
     struct got g;
     lookup(&f, true, "multi.test", &g);
     assert_int_equal(g.status, DNS_OK);
@@ -310,7 +192,7 @@ static void test_dns_addrs(void **state)
 {
     (void)state;
     struct fixture f;
-    fixture_init(&f, dnsmasq_server, 2000);
+    fixture_init(&f, dnsmasq->server, 2000);
     struct got g;
     lookup(&f, false, "mx2.multi.test", &g);
     assert_int_equal(g.status, DNS_OK);
@@ -333,7 +215,7 @@ static void test_dns_negative(void **state)
 {
     (void)state;
     struct fixture f;
-    fixture_init(&f, dnsmasq_server, 2000);
+    fixture_init(&f, dnsmasq->server, 2000);
     struct got g;
     lookup(&f, true, "nx.test", &g);
     assert_int_equal(g.status, DNS_NXDOMAIN);
@@ -412,7 +294,7 @@ static void test_dns_cancel(void **state)
     (void)state;
     cancelled_calls = 0;
     struct fixture f;
-    fixture_init(&f, dnsmasq_server, 2000);
+    fixture_init(&f, dnsmasq->server, 2000);
     struct got g = { 0 };
     struct dns_query *q1 = dns_lookup_mx(f.dns, "multi.test", must_not_run, NULL);
     struct dns_query *q2 = dns_lookup_addrs(f.dns, "mx1.multi.test", got_cb, &g);
@@ -534,7 +416,7 @@ static void test_route_resolve_mx(void **state)
 {
     (void)state;
     struct fixture f;
-    fixture_init(&f, dnsmasq_server, 2000);
+    fixture_init(&f, dnsmasq->server, 2000);
     struct route_table *t = table_new("relayed.test=multi.test:2525, pinned.test=[mx2.multi.test]");
     struct resolved r;
 
@@ -596,7 +478,7 @@ static void test_route_resolve_failures(void **state)
 {
     (void)state;
     struct fixture f;
-    fixture_init(&f, dnsmasq_server, 2000);
+    fixture_init(&f, dnsmasq->server, 2000);
     struct route_table *t = table_new("badrelay.test=nx.test:2525, badpin.test=[ghost.test], "
                                       "nullrelay.test=null.test");
     expect_failure(&f, t, "null.test", 5, "5.1.10", "domain null.test does not accept mail");
@@ -641,8 +523,7 @@ int main(void)
     mg_log_init("test_dns");
     mg_log_set_level(MG_LOG_ERROR);
     signal(SIGPIPE, SIG_IGN);
-    if (!dnsmasq_start()) {
-        dnsmasq_stop();
+    if (testutil_dnsmasq_start(records, sizeof(records) / sizeof(records[0]), &dnsmasq) != 0) {
         fprintf(stderr, "test_dns: skipped: cannot start dnsmasq (install dnsmasq-base)\n");
         return 77;
     }
@@ -657,6 +538,6 @@ int main(void)
         cmocka_unit_test(test_route_resolve_failures),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
-    dnsmasq_stop();
+    testutil_dnsmasq_stop(&dnsmasq);
     return r;
 }

@@ -11,18 +11,11 @@
  * sink as well, so a bounce is seen arriving (from <>). */
 #include "testutil.h"
 
-#include <arpa/inet.h>
-#include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -43,10 +36,9 @@
 static char *tmpdir;
 static char *cert, *key;
 
-/* ---- dnsmasq (as in test_dns.c) ---- */
+/* ---- dnsmasq ---- */
 
-static pid_t dnsmasq_pid = -1;
-static char dnsmasq_server[64];
+static struct testutil_dnsmasq *dnsmasq;
 
 static const char *const dns_records[] = {
     "--mx-host=fo.test,mx-a.fo.test,10",
@@ -61,102 +53,6 @@ static const char *const dns_records[] = {
     "--mx-host=drop.test,mx-d.fo.test,20",
     "--host-record=mx-d.fo.test,127.0.0.1",
 };
-
-static uint16_t free_port(void)
-{
-    for (int attempt = 0; attempt < 20; attempt++) {
-        int u = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        int t = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_in sin = { .sin_family = AF_INET };
-        sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        socklen_t len = sizeof(sin);
-        uint16_t port = 0;
-        if (bind(u, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
-            getsockname(u, (struct sockaddr *)&sin, &len) == 0 &&
-            bind(t, (struct sockaddr *)&sin, sizeof(sin)) == 0)
-            port = ntohs(sin.sin_port);
-        close(u);
-        close(t);
-        if (port > 1024)
-            return port;
-    }
-    return 0;
-}
-
-static bool dns_answers(uint16_t port)
-{
-    static const unsigned char query[] = {
-        0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-        5, 'r', 'e', 'a', 'd', 'y', 4, 't', 'e', 's', 't', 0, 0x00, 0x01, 0x00, 0x01,
-    };
-    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port) };
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    sendto(s, query, sizeof(query), 0, (struct sockaddr *)&sin, sizeof(sin));
-    struct pollfd p = { .fd = s, .events = POLLIN };
-    bool ok = poll(&p, 1, 100) == 1;
-    close(s);
-    return ok;
-}
-
-static bool dnsmasq_start(void)
-{
-    static const char *const paths[] = { "/usr/sbin/dnsmasq", "/usr/bin/dnsmasq", "/sbin/dnsmasq" };
-    const char *bin = NULL;
-    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]) && bin == NULL; i++) {
-        if (access(paths[i], X_OK) == 0)
-            bin = paths[i];
-    }
-    struct passwd *pw = getpwuid(getuid());
-    uint16_t port = free_port();
-    if (bin == NULL || pw == NULL || port == 0)
-        return false;
-    char port_arg[32], user_arg[300];
-    snprintf(port_arg, sizeof(port_arg), "--port=%u", port);
-    snprintf(user_arg, sizeof(user_arg), "--user=%s", pw->pw_name);
-    const char *argv[48] = {
-        bin, "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
-        "--listen-address=127.0.0.1", "--bind-interfaces", "--pid-file=", "--local=/test/",
-        port_arg, user_arg,
-    };
-    size_t n = 11;
-    for (size_t i = 0; i < sizeof(dns_records) / sizeof(dns_records[0]); i++)
-        argv[n++] = dns_records[i];
-    argv[n] = NULL;
-    pid_t pid = fork();
-    if (pid < 0)
-        return false;
-    if (pid == 0) {
-        int null = open("/dev/null", O_RDWR);
-        if (getenv("MG_TEST_VERBOSE") == NULL) {
-            dup2(null, 1);
-            dup2(null, 2);
-        }
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
-    dnsmasq_pid = pid;
-    for (int i = 0; i < 50; i++) {
-        if (waitpid(pid, NULL, WNOHANG) == pid) {
-            dnsmasq_pid = -1;
-            return false;
-        }
-        if (dns_answers(port)) {
-            snprintf(dnsmasq_server, sizeof(dnsmasq_server), "127.0.0.1:%u", port);
-            return true;
-        }
-    }
-    return false;
-}
-
-static void dnsmasq_stop(void)
-{
-    if (dnsmasq_pid <= 0)
-        return;
-    kill(dnsmasq_pid, SIGTERM);
-    waitpid(dnsmasq_pid, NULL, 0);
-    dnsmasq_pid = -1;
-}
 
 /* ---- the sink ---- */
 
@@ -881,11 +777,11 @@ static void test_remote_connection_reuse(void **state)
 static void test_remote_mx_failover(void **state)
 {
     (void)state;
-    if (dnsmasq_pid <= 0)
+    if (dnsmasq == NULL)
         skip();
     char *conf = mg_asprintf("transport = fo.test=fo.test:%%PORT%%, dead.test=dead.test:%%PORT%%, "
                              "sender.test=[127.0.0.1]:%%PORT%%\nresolver = %s\n",
-                             dnsmasq_server);
+                             dnsmasq->server);
     struct fixture f;
     fixture_start(&f, SINK_PLAIN, conf, NULL);
     capture_begin(&f);
@@ -965,9 +861,9 @@ static void test_remote_relayhost_tls_auth(void **state)
 static void test_remote_null_mx_and_nxdomain(void **state)
 {
     (void)state;
-    if (dnsmasq_pid <= 0)
+    if (dnsmasq == NULL)
         skip();
-    char *conf = mg_asprintf("transport = sender.test=[127.0.0.1]:%%PORT%%\nresolver = %s\n", dnsmasq_server);
+    char *conf = mg_asprintf("transport = sender.test=[127.0.0.1]:%%PORT%%\nresolver = %s\n", dnsmasq->server);
     struct fixture f;
     fixture_start(&f, SINK_PLAIN, conf, NULL);
     inject(&f, "sender@sender.test", "user@null.test", dotted, sizeof(dotted) - 1);
@@ -1145,11 +1041,11 @@ static void test_remote_lost_connection(void **state)
 
     /* Cut during the envelope: nothing was delivered, so the next host
      * gets the message at once (two MX hosts, both the sink). */
-    if (dnsmasq_pid <= 0)
+    if (dnsmasq == NULL)
         skip();
     char *conf = mg_asprintf("transport = drop.test=drop.test:%%PORT%%, sender.test=[127.0.0.1]:%%PORT%%\n"
                              "resolver = %s\n",
-                             dnsmasq_server);
+                             dnsmasq->server);
     fixture_start(&f, SINK_PLAIN, conf, NULL);
     f.sink.drop_at_rcpt = 1;
     capture_begin(&f);
@@ -1282,8 +1178,7 @@ static int setup(void **state)
     signal(SIGPIPE, SIG_IGN);
     tmpdir = testutil_mkdtemp();
     testutil_make_cert(tmpdir, "sink", "localhost", &cert, &key);
-    if (!dnsmasq_start()) {
-        dnsmasq_stop();
+    if (testutil_dnsmasq_start(dns_records, sizeof(dns_records) / sizeof(dns_records[0]), &dnsmasq) != 0) {
         fprintf(stderr, "test_remote_agent: dnsmasq unavailable: DNS tests are skipped\n");
     }
     return 0;
@@ -1292,7 +1187,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    dnsmasq_stop();
+    testutil_dnsmasq_stop(&dnsmasq);
     testutil_rmtree(tmpdir);
     free(tmpdir);
     free(cert);

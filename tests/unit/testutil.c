@@ -1,13 +1,21 @@
 
 #include "testutil.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -137,4 +145,134 @@ void testutil_make_cert(const char *dir, const char *base, const char *name,
     free(cmd);
     *cert_r = cert;
     *key_r = key;
+}
+
+/* ---- dnsmasq ---- */
+
+/* A port free for UDP and TCP on 127.0.0.1 right now (dnsmasq serves
+ * both). Another process may take it before dnsmasq binds: then dnsmasq
+ * exits and the start fails rather than talk to a stranger. */
+static uint16_t dnsmasq_free_port(void)
+{
+    for (int attempt = 0; attempt < 20; attempt++) {
+        int u = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        int t = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in sin = { .sin_family = AF_INET };
+        sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t len = sizeof(sin);
+        uint16_t port = 0;
+        if (bind(u, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
+            getsockname(u, (struct sockaddr *)&sin, &len) == 0 &&
+            bind(t, (struct sockaddr *)&sin, sizeof(sin)) == 0)
+            port = ntohs(sin.sin_port);
+        close(u);
+        close(t);
+        if (port > 1024)
+            return port;
+    }
+    return 0;
+}
+
+/* Sends one A query for ready.test and waits briefly for any answer: the
+ * child is up once it answers, not once it has been forked. */
+static bool dnsmasq_answers(uint16_t port)
+{
+    static const unsigned char query[] = {
+        0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        5, 'r', 'e', 'a', 'd', 'y', 4, 't', 'e', 's', 't', 0, 0x00, 0x01, 0x00, 0x01,
+    };
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0)
+        return false;
+    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port) };
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sendto(s, query, sizeof(query), 0, (struct sockaddr *)&sin, sizeof(sin));
+    struct pollfd p = { .fd = s, .events = POLLIN };
+    bool ok = poll(&p, 1, 100) == 1;
+    close(s);
+    return ok;
+}
+
+static const char *dnsmasq_binary(void)
+{
+    static const char *const paths[] = { "/usr/sbin/dnsmasq", "/usr/bin/dnsmasq", "/sbin/dnsmasq" };
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+        if (access(paths[i], X_OK) == 0)
+            return paths[i];
+    }
+    return NULL;
+}
+
+int testutil_dnsmasq_start(const char *const *records, size_t n_records,
+                           struct testutil_dnsmasq **dnsmasq_r)
+{
+    *dnsmasq_r = NULL;
+    const char *bin = dnsmasq_binary();
+    /* --user: stay who we are (as root, dnsmasq would switch to "nobody",
+     * which may not exist in a build container). */
+    struct passwd *pw = getpwuid(getuid());
+    uint16_t port = dnsmasq_free_port();
+    if (bin == NULL || pw == NULL || port == 0)
+        return -1;
+    char port_arg[32], user_arg[300];
+    snprintf(port_arg, sizeof(port_arg), "--port=%u", port);
+    snprintf(user_arg, sizeof(user_arg), "--user=%s", pw->pw_name);
+    static const char *const fixed[] = {
+        "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
+        "--listen-address=127.0.0.1", "--bind-interfaces", "--pid-file=", "--local=/test/",
+    };
+    size_t n_fixed = sizeof(fixed) / sizeof(fixed[0]);
+    /* Built before fork: the child only execs. */
+    const char **argv = mg_calloc(n_fixed + n_records + 4, sizeof(*argv));
+    size_t n = 0;
+    argv[n++] = bin;
+    for (size_t i = 0; i < n_fixed; i++)
+        argv[n++] = fixed[i];
+    argv[n++] = port_arg;
+    argv[n++] = user_arg;
+    for (size_t i = 0; i < n_records; i++)
+        argv[n++] = records[i];
+    argv[n] = NULL;
+    pid_t pid = fork();
+    if (pid < 0) {
+        free(argv);
+        return -1;
+    }
+    if (pid == 0) {
+        if (getenv("MG_TEST_VERBOSE") == NULL) {
+            int null = open("/dev/null", O_RDWR);
+            dup2(null, 1);
+            dup2(null, 2);
+        }
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    free(argv);
+    for (int i = 0; i < 50; i++) {
+        if (waitpid(pid, NULL, WNOHANG) == pid)
+            return -1; /* exited: a bad option, or the port was taken */
+        if (dnsmasq_answers(port)) {
+            struct testutil_dnsmasq *d = mg_calloc(1, sizeof(*d));
+            d->pid = pid;
+            d->port = port;
+            snprintf(d->server, sizeof(d->server), "127.0.0.1:%u", port);
+            *dnsmasq_r = d;
+            return 0;
+        }
+    }
+    /* Running but silent: it must not outlive the test program. */
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    return -1;
+}
+
+void testutil_dnsmasq_stop(struct testutil_dnsmasq **dnsmasq)
+{
+    struct testutil_dnsmasq *d = *dnsmasq;
+    if (d == NULL)
+        return;
+    *dnsmasq = NULL;
+    kill(d->pid, SIGTERM);
+    waitpid(d->pid, NULL, 0);
+    free(d);
 }

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <cmocka.h>
 
@@ -29,7 +30,28 @@ void testutil_run_loop(struct uv_loop_s *loop, double seconds);
  * asserts uv_loop_close() succeeds. */
 void testutil_close_loop(struct uv_loop_s *loop);
 
+/* A dnsmasq child: an authoritative server for "*.test" on 127.0.0.1,
+ * UDP and TCP, at a port that was free when it started. */
+struct testutil_dnsmasq {
+    pid_t pid;
+    uint16_t port;
+    char server[32];  /* "127.0.0.1:<port>", for a resolver setting */
+};
 
+/* Starts dnsmasq (/usr/sbin, /usr/bin or /sbin; Debian: dnsmasq-base)
+ * serving only records[0..n_records): dnsmasq options such as
+ * "--mx-host=a.test,mx.a.test,10" or "--host-record=mx.a.test,127.0.0.1".
+ * No upstream servers, no /etc/hosts; other names under .test are
+ * NXDOMAIN. Returns once it answers queries (about 5 s at most): 0 with
+ * *dnsmasq_r, to stop with testutil_dnsmasq_stop(), or -1 when dnsmasq is
+ * missing or does not come up (nothing is left running); the caller then
+ * skips what needs DNS (exit status 77 skips a whole program). Its
+ * output goes to /dev/null unless MG_TEST_VERBOSE is set. */
+int testutil_dnsmasq_start(const char *const *records, size_t n_records,
+                           struct testutil_dnsmasq **dnsmasq_r);
+/* Stops the child (SIGTERM), waits for it and frees; accepts NULL, sets
+ * *dnsmasq to NULL. */
+void testutil_dnsmasq_stop(struct testutil_dnsmasq **dnsmasq);
 
 /* Creates a self-signed ECDSA certificate for CN/SAN `name` (and 127.0.0.1)
  * in dir: writes <dir>/<base>.pem and <dir>/<base>.key, returns the paths
