@@ -42,13 +42,17 @@ struct mg_tls {
 /* Records the OpenSSL error queue's first entry (or a fallback text). */
 static void tls_set_error(char *buf, size_t size, const char *what)
 {
+    /* "what: reason", cut to size: a long path in `what` may leave the
+     * reason short, which is still readable. */
+    size_t len = strlen(what);
+    if (len > size - 1)
+        len = size - 1;
+    memcpy(buf, what, len);
+    buf[len] = '\0';
     unsigned long e = ERR_get_error();
-    if (e != 0) {
-        char reason[200];
-        ERR_error_string_n(e, reason, sizeof(reason));
-        snprintf(buf, size, "%s: %s", what, reason);
-    } else {
-        snprintf(buf, size, "%s", what);
+    if (e != 0 && len + 3 < size) {
+        memcpy(buf + len, ": ", 3);
+        ERR_error_string_n(e, buf + len + 2, size - len - 2);
     }
     ERR_clear_error();
 }

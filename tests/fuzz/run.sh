@@ -28,6 +28,7 @@ dict=""
 [ -f "$here/dict/$name.dict" ] && dict="-dict=$here/dict/$name.dict"
 
 # -rss_limit_mb: a parser must stay small whatever it is fed.
+# Not exec: the trap must remove the scratch corpus afterwards.
 # shellcheck disable=SC2086
-exec "$bin" $dict -max_total_time="$seconds" -rss_limit_mb=1024 -timeout=10 \
+"$bin" $dict -max_total_time="$seconds" -rss_limit_mb=1024 -timeout=10 \
     -print_final_stats=1 -detect_leaks=1 $dirs
