@@ -812,7 +812,13 @@ static void delivery_free(struct queue_delivery *d)
 
 /* Offers the due recipients of m to the agents. Returns false when an
  * agent was full (stop offering that kind of work for now). */
-static void dispatch_msg(struct queue *q, struct queue_msg *m, bool *local_full, bool *remote_full)
+/* The remote agent refuses a delivery when its destination cannot get a
+ * connection now; other destinations may still take theirs, so a pass
+ * goes on after a refusal, until this many. */
+#define QUEUE_REMOTE_REFUSALS_MAX 64
+
+static void dispatch_msg(struct queue *q, struct queue_msg *m, bool *local_full,
+                         unsigned *remote_refusals)
 {
     uint64_t now = now_ms(q);
     /* Local: all due local recipients in one LMTP transaction. */
@@ -853,12 +859,15 @@ static void dispatch_msg(struct queue *q, struct queue_msg *m, bool *local_full,
             *local_full = true;
         }
     }
-    if (*remote_full || q->remote == NULL)
+    if (*remote_refusals >= QUEUE_REMOTE_REFUSALS_MAX || q->remote == NULL)
         return;
-    /* Remote: one delivery per destination domain. */
+    /* Remote: one delivery per destination domain. A refused domain's
+     * recipients are skipped for the rest of this pass. */
+    bool *is_refused = NULL;
     for (size_t i = 0; i < m->n_rcpts; i++) {
         struct queue_rcpt *r = &m->rcpts[i];
-        if (r->state != RCPT_PENDING || r->next_try_ms > now || r->route != QUEUE_ROUTE_REMOTE)
+        if (r->state != RCPT_PENDING || r->next_try_ms > now || r->route != QUEUE_ROUTE_REMOTE ||
+            (is_refused != NULL && is_refused[i]))
             continue;
         const char *dom = rcpt_domain(r->address);
         struct queue_delivery *rd = delivery_new(m, dom);
@@ -878,14 +887,19 @@ static void dispatch_msg(struct queue *q, struct queue_msg *m, bool *local_full,
             for (size_t k = 0; k < rd->n_rcpts; k++)
                 m->rcpts[meta->idx[k]].state = RCPT_PENDING;
             m->in_flight--;
+            if (is_refused == NULL)
+                is_refused = mg_calloc(m->n_rcpts, sizeof(*is_refused));
+            for (size_t k = 0; k < rd->n_rcpts; k++)
+                is_refused[meta->idx[k]] = true;
             free(meta->idx);
             free(meta);
             rd->agent_data = NULL;
             delivery_free(rd);
-            *remote_full = true;
-            return;
+            if (++*remote_refusals >= QUEUE_REMOTE_REFUSALS_MAX)
+                break;
         }
     }
+    free(is_refused);
 }
 
 static void expire_msg(struct queue *q, struct queue_msg *m);
@@ -903,7 +917,8 @@ static void queue_schedule(struct queue *q)
         return;
     uint64_t now = now_ms(q);
     uint64_t next = UINT64_MAX;
-    bool local_full = false, remote_full = false;
+    bool local_full = false;
+    unsigned remote_refusals = 0;
     struct queue_msg *m = q->msgs;
     while (m != NULL) {
         struct queue_msg *nextm = m->next;
@@ -920,7 +935,7 @@ static void queue_schedule(struct queue *q)
              * message the next hop's SIZE refuses fails at once), and a
              * finished message is freed: hold it until we are done. */
             m->in_flight++;
-            dispatch_msg(q, m, &local_full, &remote_full);
+            dispatch_msg(q, m, &local_full, &remote_refusals);
             m->in_flight--;
             if (msg_is_done(m) && m->in_flight == 0 && m->notices_pending == 0) {
                 struct mg_buf none = MG_BUF_INIT;

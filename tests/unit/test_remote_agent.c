@@ -982,6 +982,30 @@ static void test_remote_concurrency_limits(void **state)
     wait_delivered(&f, 4, 0);
     assert_int_equal(f.sink.max_open, 1);
     fixture_stop(&f);
+
+    /* A destination that cannot get a connection holds up only itself:
+     * mail for the destination that has the connection goes on it, on
+     * the same connection, while the other waits for its turn (and then
+     * fails: nobody listens there). */
+    fixture_start(&f, SINK_PLAIN,
+                  "transport = dest.test=[127.0.0.1]:%PORT%, other.test=[127.0.0.1]:1, "
+                  "sender.test=[127.0.0.1]:%PORT%\n",
+                  "remote_concurrency = 1\ndestination_concurrency = 4\n");
+    f.sink.data_delay_ms = 100;
+    /* all four in the queue before one pass offers them (as after a
+     * restart), the refused one between the others */
+    queue_set_agents(f.queue, NULL, NULL);
+    inject(&f, "sender@sender.test", "a@dest.test", dotted, sizeof(dotted) - 1);
+    inject(&f, "sender@sender.test", "b@other.test", dotted, sizeof(dotted) - 1);
+    inject(&f, "sender@sender.test", "c@dest.test", dotted, sizeof(dotted) - 1);
+    inject(&f, "sender@sender.test", "d@dest.test", dotted, sizeof(dotted) - 1);
+    queue_set_agents(f.queue, NULL, remote_agent_queue_agent(f.agent));
+    queue_kick(f.queue);
+    wait_delivered(&f, 3, 1);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(f.sink.txs[i].session, f.sink.txs[0].session);
+    assert_int_equal(f.sink.connections, 1);
+    fixture_stop(&f);
 }
 
 static void test_remote_tls_fallback_and_loop(void **state)
