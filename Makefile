@@ -7,7 +7,8 @@
 #                and every test through ctest
 #   make build   the release build only, into build/
 #   make fuzz    every libFuzzer harness for FUZZ_SECONDS each
-#   make bench   the benchmarks (bench/README.md)
+#   make bench   both benchmarks, MDA then MTA (bench/README.md); one alone:
+#                make bench-mda (bench/run.sh), make bench-mta (bench/mta_run.sh)
 #   make deb     the Debian package, from the release build, into build/deb/
 #   make test-deploy  the deployment tests against that package: a clean
 #                Debian 12 root (debootstrap, cached in .cache/), provisioning,
@@ -19,7 +20,7 @@ JOBS           ?= $(shell nproc 2>/dev/null || echo 2)
 FUZZ_SECONDS   ?= 300
 CTEST_ARGS     ?=
 
-.PHONY: all deps build dev test test-build fuzz bench clean deb test-deploy
+.PHONY: all deps build dev test test-build fuzz bench bench-mda bench-mta clean deb test-deploy
 
 all: build
 
@@ -44,8 +45,17 @@ test: test-build build
 fuzz: test-build
 	@./tests/fuzz/run-all.sh $(TEST_BUILD_DIR)/fuzz $(FUZZ_SECONDS)
 
+# Both run even when the first misses a target; the status says whether
+# every target was met.
 bench: build
+	@status=0; ./bench/run.sh $(BUILD_DIR) || status=1; \
+		./bench/mta_run.sh $(BUILD_DIR) || status=1; exit $$status
+
+bench-mda: build
 	@./bench/run.sh $(BUILD_DIR)
+
+bench-mta: build
+	@./bench/mta_run.sh $(BUILD_DIR)
 
 clean:
 	rm -rf $(BUILD_DIR) $(TEST_BUILD_DIR)
