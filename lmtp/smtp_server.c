@@ -139,12 +139,25 @@ struct smtp_server *smtp_server_new(const struct smtp_server_settings *settings,
     return server;
 }
 
+/* Hands what rcpt->data holds back to the daemon (once: the pointer is
+ * cleared). server and tx are NULL for a candidate whose session is gone. */
+static void rcpt_release(const struct smtp_server_hooks *hooks, void *ctx,
+                         struct smtp_server *server, struct smtp_tx *tx, struct smtp_rcpt *rcpt)
+{
+    if (rcpt->data == NULL || hooks->rcpt_free == NULL)
+        return;
+    hooks->rcpt_free(server, tx, rcpt, ctx);
+    rcpt->data = NULL;
+}
+
 static void tx_destroy(struct smtp_server *server)
 {
     struct smtp_server_tx *tx = server->tx;
     if (tx == NULL)
         return;
     server->tx = NULL;
+    for (size_t i = 0; i < tx->tx.rcpt_count; i++)
+        rcpt_release(server->hooks, server->ctx, server, &tx->tx, tx->tx.rcpts[i]);
     if (server->hooks->tx_free != NULL)
         server->hooks->tx_free(server, &tx->tx, server->ctx);
     for (size_t i = 0; i < tx->tx.rcpt_count; i++)
@@ -326,6 +339,8 @@ struct smtp_server_reply *smtp_server_reply_new(struct smtp_server *server,
     mg_assert(answer_count > 0);
     struct smtp_server_reply *reply = mg_calloc(1, sizeof(*reply));
     reply->server = server;
+    reply->hooks = server->hooks;
+    reply->ctx = server->ctx;
     reply->kind = kind;
     reply->is_in_hook = true;
     reply->answer_count = answer_count;
@@ -340,11 +355,18 @@ void smtp_server_reply_free(struct smtp_server_reply **replyp)
     if (reply == NULL)
         return;
     *replyp = NULL;
+    if (reply->rcpt != NULL) {
+        /* Refused, or answered after the session closed or went: either
+         * way not in a transaction, so its data goes back here. */
+        struct smtp_server *server = reply->server;
+        struct smtp_tx *tx = server != NULL && server->tx != NULL ? &server->tx->tx : NULL;
+        rcpt_release(reply->hooks, reply->ctx, server, tx, reply->rcpt);
+        free(reply->rcpt);
+    }
     for (size_t i = 0; i < reply->answer_count; i++)
         free(reply->answers[i].text);
     free(reply->answers);
     free(reply->username);
-    free(reply->rcpt);
     free(reply);
 }
 

@@ -13,6 +13,12 @@
  * pipelined commands are answered in order (RFC 2920). Every hook answers
  * exactly once, through the smtp_server_reply_* functions.
  *
+ * What the daemon hangs on a transaction (tx->data) and on a recipient
+ * (rcpt->data) comes back to it through a hook, exactly once, whatever
+ * ends it: tx_free for the transaction, rcpt_free for each recipient (see
+ * there). The engine never frees daemon data itself and never drops it
+ * silently.
+ *
  * Limits (line length, recipients, message size, errors) are enforced
  * here; hitting one sends the RFC reply and, for the error limit, closes.
  * Message content reaches the daemon un-dot-stuffed, in chunks, through
@@ -133,8 +139,12 @@ struct smtp_server_hooks {
     void (*mail_from)(struct smtp_server *server, struct smtp_server_reply *reply,
                       struct smtp_tx *tx, void *ctx);
     /* RCPT TO: the recipient is added to tx->rcpts only on a 2xx reply.
-     * A refused rcpt is freed by the engine after the answer: release
-     * whatever rcpt->data holds before answering other than 2xx. */
+     * rcpt->data may be set here. The engine frees a refused rcpt after
+     * the answer, and an accepted one with its transaction; what
+     * rcpt->data holds then goes to rcpt_free. Without rcpt_free, the
+     * daemon releases rcpt->data itself before answering other than 2xx
+     * and in tx_free, and a candidate answered 2xx after the session was
+     * closed or freed leaks: set rcpt_free. */
     void (*rcpt_to)(struct smtp_server *server, struct smtp_server_reply *reply,
                     struct smtp_tx *tx, struct smtp_rcpt *rcpt, void *ctx);
     /* The first DATA/BDAT of a transaction with at least one recipient:
@@ -158,9 +168,29 @@ struct smtp_server_hooks {
      * tx_free only. */
     void (*data_end)(struct smtp_server *server, struct smtp_server_reply *reply,
                      struct smtp_tx *tx, void *ctx);
-    /* The transaction is gone (RSET, end of data, new MAIL, disconnect):
-     * free what tx->data and rcpt->data hold. */
+    /* The transaction is gone (RSET, end of data, new MAIL, HELO, QUIT,
+     * refused MAIL, disconnect at any point, mid-DATA included): free what
+     * tx->data holds. Called once per transaction, after rcpt_free for
+     * each of its recipients. Must not call into the engine. */
     void (*tx_free)(struct smtp_server *server, struct smtp_tx *tx, void *ctx);
+    /* A recipient is gone and rcpt->data is not NULL: free what it holds
+     * (the engine sets rcpt->data to NULL afterwards). Called exactly
+     * once for every recipient that rcpt_to saw and whose data is still
+     * set when the engine lets it go:
+     *   - refused (any answer but 2xx): after the answer was acted on, so
+     *     the daemon may answer without releasing first, and must not
+     *     touch rcpt after answering;
+     *   - accepted: when its transaction ends, just before tx_free;
+     *   - answered after the session was closed (timeout, too many errors)
+     *     or freed (the client went away before the answer): when the
+     *     answer is given, whatever it is. After smtp_server_free, server
+     *     and tx are NULL: ctx must stay valid until every reply handle
+     *     has been answered.
+     * tx_free then finds rcpt->data NULL for every recipient. Optional
+     * (without it the engine leaves rcpt->data alone: see rcpt_to); must
+     * not call into the engine. */
+    void (*rcpt_free)(struct smtp_server *server, struct smtp_tx *tx, struct smtp_rcpt *rcpt,
+                      void *ctx);
 };
 
 /* Creates a session and queues the greeting. ctx is passed to hooks;
@@ -169,9 +199,11 @@ struct smtp_server *smtp_server_new(const struct smtp_server_settings *settings,
                                     const struct smtp_server_io *io, void *io_ctx,
                                     const struct smtp_server_hooks *hooks, void *ctx);
 /* Frees the session (the transport is gone). Pending reply handles become
- * inert: answering them later is allowed and does nothing (the handle is
- * freed by its last answer, so it must still be answered). tx_free is
- * called for a transaction in progress. May be called from inside a hook
+ * inert: answering them later is allowed and writes nothing (the handle is
+ * freed by its last answer, so it must still be answered); answering a
+ * pending RCPT hands its recipient's data to rcpt_free then (server and
+ * tx NULL). rcpt_free and tx_free are called for a transaction in
+ * progress and its accepted recipients. May be called from inside a hook
  * or an io callback: the engine then finishes its own work first, and
  * makes no further io call. Accepts NULL, sets *server to NULL. */
 void smtp_server_free(struct smtp_server **server);

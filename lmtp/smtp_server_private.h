@@ -66,13 +66,18 @@ struct smtp_server_answer {
  * server becomes NULL and the handle lives on, inert, until answered. */
 struct smtp_server_reply {
     struct smtp_server *server;
+    /* The session's hooks and their ctx: an inert RCPT handle still hands
+     * its candidate's data to rcpt_free. */
+    const struct smtp_server_hooks *hooks;
+    void *ctx;
     enum smtp_server_reply_kind kind;
     /* The hook call has not returned yet: answers are stored and acted on
      * when it returns, so that no state changes under the hook's feet and
      * the call stack never grows with pipelined commands. */
     bool is_in_hook;
     bool is_bdat;               /* DATA_BEGIN / DATA_END for BDAT */
-    struct smtp_rcpt *rcpt;     /* RCPT: the candidate, owned until accepted */
+    struct smtp_rcpt *rcpt;     /* RCPT: the candidate, owned until accepted;
+                                 * its data goes to rcpt_free with the handle */
     char *username;             /* AUTH: who logged in */
     bool is_auth_ok;
     size_t answer_count;        /* 1, or the accepted recipients (LMTP DATA_END) */
@@ -148,11 +153,14 @@ struct smtp_server_reply *smtp_server_reply_new(struct smtp_server *server,
 /* Marks the hook call done: acts on answers given during it, or leaves the
  * reply pending. */
 void smtp_server_hook_returned(struct smtp_server *server, struct smtp_server_reply *reply);
+/* Frees the handle; a candidate recipient still held goes through
+ * rcpt_free first (with server and tx NULL when the session is gone). */
 void smtp_server_reply_free(struct smtp_server_reply **reply);
 
 /* Transactions. */
 struct smtp_server_tx *smtp_server_tx_new(struct smtp_server *server);
-/* Calls tx_free, frees the transaction, and returns to the idle state. */
+/* Calls rcpt_free for each recipient and tx_free, frees the transaction,
+ * and returns to the idle state. */
 void smtp_server_tx_end(struct smtp_server *server);
 
 /* smtp_server_cmds.c */

@@ -5,7 +5,12 @@
  * (large files through the thread pool, chunk by chunk, under output
  * back-pressure); items that need the MIME structure parse the message,
  * in the thread pool when it is large. Output per message is built as a
- * list of segments (text, file ranges) and sent in order. */
+ * list of segments (text, file ranges) and sent in order.
+ *
+ * A literal is CHAR8, which excludes NUL (RFC 3501 section 9): message
+ * bytes go out with every NUL replaced by 0x80, as Dovecot does for all
+ * but BINARY fetches, so literal lengths and offsets stay those of the
+ * stored message. */
 #include "mda/imap/imap_cmds.h"
 
 #include <errno.h>
@@ -66,6 +71,8 @@ struct fetch_state {
     /* Messages whose \Seen this FETCH set (their FLAGS are sent). */
     uint32_t *seen_uids;
     size_t n_seen;
+    /* Keyword names for FLAGS, read once for the whole command. */
+    struct imap_flags_names keywords;
     /* The message being sent. */
     struct mg_buf msg_text;
     struct fetch_seg *segs;
@@ -294,6 +301,16 @@ static bool was_seen_by_us(const struct fetch_state *st, uint32_t uid)
     return false;
 }
 
+/* NUL is not CHAR8: 0x80 in its place, in place, same length. */
+static void replace_nuls(char *p, size_t len)
+{
+    if (len == 0)
+        return;
+    char *end = p + len;
+    while ((p = memchr(p, '\0', (size_t)(end - p))) != NULL)
+        *p++ = (char)0x80;
+}
+
 /* Reads the whole file (small ones, or in the thread pool). */
 static int read_whole(int fd, uint64_t size, char **data_r)
 {
@@ -337,7 +354,9 @@ static void append_section_literal(struct mg_buf *text, const struct fetch_item 
         }
     }
     mg_buf_printf(text, "{%llu}\r\n", (unsigned long long)len);
+    size_t at = text->len;
     mg_buf_append(text, p, (size_t)len);
+    replace_nuls(text->data + at, (size_t)len);
     mg_buf_free(&bytes);
 }
 
@@ -363,7 +382,8 @@ static void build_message(struct imap_cmd *cmd, struct fetch_state *st, size_t s
         switch (it->kind) {
         case FI_FLAGS:
             mg_buf_append_str(t, "FLAGS ");
-            imap_view_write_flags(s, t, rec->flags, rec->keywords, imap_view_is_recent(s->view, rec->uid));
+            imap_flags_write(s, &st->keywords, t, rec->flags, rec->keywords,
+                             imap_view_is_recent(s->view, rec->uid));
             flags_done = true;
             break;
         case FI_UID:
@@ -419,7 +439,8 @@ static void build_message(struct imap_cmd *cmd, struct fetch_state *st, size_t s
     }
     if (!flags_done && was_seen_by_us(st, rec->uid)) {
         mg_buf_append_str(t, " FLAGS ");
-        imap_view_write_flags(s, t, rec->flags, rec->keywords, imap_view_is_recent(s->view, rec->uid));
+        imap_flags_write(s, &st->keywords, t, rec->flags, rec->keywords,
+                         imap_view_is_recent(s->view, rec->uid));
     }
     if (want_uid)
         mg_buf_printf(t, " UID %u", rec->uid);
@@ -477,6 +498,7 @@ static bool send_segments(struct imap_cmd *cmd)
                 memset(st->chunk, ' ', n);
                 r = (ssize_t)n;
             }
+            replace_nuls(st->chunk, (size_t)r);
             imap_write(s, st->chunk, (size_t)r);
             st->stream_off += (uint64_t)r;
             st->stream_left -= (uint64_t)r;
@@ -512,6 +534,7 @@ static void read_cb(uv_fs_t *req)
         memset(st->chunk, ' ', want);
         r = (ssize_t)want;
     }
+    replace_nuls(st->chunk, (size_t)r);
     imap_write(cmd->s, st->chunk, (size_t)r);
     st->stream_off += (uint64_t)r;
     st->stream_left -= (uint64_t)r;
@@ -565,6 +588,7 @@ static void fetch_free_state(struct fetch_state *st)
     free(st->segs);
     free(st->chunk);
     free(st->seen_uids);
+    imap_flags_names_free(&st->keywords);
 }
 
 static bool fetch_cancel(struct imap_cmd *cmd)

@@ -277,7 +277,7 @@ enum {
 };
 
 struct list_entry {
-    char name[MAILBOX_NAME_MAX + 1];
+    const char *name;     /* in the command's arena */
     bool exists;
     bool subscribed;
     bool has_children;
@@ -286,24 +286,26 @@ struct list_entry {
     uint8_t special_use;
 };
 
+/* Every name LIST knows of, sorted by entry_cmp once list_sort_merge has
+ * run: lookups are binary searches, so that LIST stays O(n log n) in the
+ * number of mailboxes. */
 struct list_all {
+    struct mg_arena *arena;
     struct list_entry *items;
     size_t n, cap;
 };
 
+/* Appends an entry; a name seen twice (a mailbox and its subscription)
+ * is merged by list_sort_merge. */
 static struct list_entry *list_add(struct list_all *all, const char *name)
 {
-    for (size_t i = 0; i < all->n; i++) {
-        if (strcmp(all->items[i].name, name) == 0)
-            return &all->items[i];
-    }
     if (all->n == all->cap) {
         all->cap = all->cap ? all->cap * 2 : 32;
         all->items = mg_reallocarray(all->items, all->cap, sizeof(*all->items));
     }
     struct list_entry *e = &all->items[all->n++];
     memset(e, 0, sizeof(*e));
-    snprintf(e->name, sizeof(e->name), "%s", name);
+    e->name = mg_arena_strdup(all->arena, name);
     return e;
 }
 
@@ -405,13 +407,79 @@ static int entry_cmp(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
-/* Whether name matches one of the patterns (with the reference before
- * each, as modified UTF-7 unless UTF-8 was enabled). */
-static bool list_matches(struct imap_session *s, const char *ref, size_t ref_len,
-                         const struct imap_arg *pats, size_t n_pats, const char *name)
+/* Sorts the entries (INBOX first, then by name) and merges those of one
+ * name. */
+static void list_sort_merge(struct list_all *all)
 {
-    bool matched = false;
-    for (size_t p = 0; p < n_pats && !matched; p++) {
+    if (all->n > 1)
+        qsort(all->items, all->n, sizeof(*all->items), entry_cmp);
+    size_t w = 0;
+    for (size_t r = 0; r < all->n; r++) {
+        const struct list_entry *e = &all->items[r];
+        if (w > 0 && strcmp(all->items[w - 1].name, e->name) == 0) {
+            struct list_entry *d = &all->items[w - 1];
+            if (e->exists)
+                d->special_use = e->special_use;
+            d->exists |= e->exists;
+            d->subscribed |= e->subscribed;
+            d->is_lsub_parent |= e->is_lsub_parent;
+            continue;
+        }
+        all->items[w++] = *e;
+    }
+    all->n = w;
+    /* A subscribed name is listed for itself, not as a parent. */
+    for (size_t i = 0; i < all->n; i++) {
+        if (all->items[i].subscribed)
+            all->items[i].is_lsub_parent = false;
+    }
+}
+
+static struct list_entry *list_find(struct list_all *all, const char *name)
+{
+    struct list_entry key = { .name = name };
+    return all->n == 0 ? NULL : bsearch(&key, all->items, all->n, sizeof(*all->items), entry_cmp);
+}
+
+/* \HasChildren and CHILDINFO: each name marks those of its ancestors that
+ * are listed ("a/b/c" marks "a/b" and "a"), a lookup per level instead of
+ * a comparison with every other name. */
+static void list_mark_parents(struct list_all *all)
+{
+    char parent[MAILBOX_NAME_MAX + 1];
+    for (size_t i = 0; i < all->n; i++) {
+        const struct list_entry *c = &all->items[i];
+        if (!c->exists && !c->subscribed)
+            continue;
+        snprintf(parent, sizeof(parent), "%s", c->name);
+        char *sep;
+        while ((sep = strrchr(parent, MAILBOX_SEPARATOR)) != NULL) {
+            *sep = '\0';
+            struct list_entry *p = list_find(all, parent);
+            if (p == NULL)
+                continue;
+            if (c->exists)
+                p->has_children = true;
+            if (c->subscribed)
+                p->child_subscribed = true;
+        }
+    }
+}
+
+/* The patterns with the reference before each, decoded from modified
+ * UTF-7 (unless UTF-8 was enabled) once per command. */
+struct list_patterns {
+    const char **pats;
+    size_t n;
+};
+
+static void list_patterns_init(struct imap_cmd *cmd, const char *ref, size_t ref_len,
+                               const struct imap_arg *pats, size_t n_pats,
+                               struct list_patterns *lp)
+{
+    lp->pats = mg_arena_alloc(cmd->arena, (n_pats ? n_pats : 1) * sizeof(*lp->pats));
+    lp->n = 0;
+    for (size_t p = 0; p < n_pats; p++) {
         const char *pat;
         size_t plen;
         if (!imap_arg_get_astring(&pats[p], &pat, &plen))
@@ -420,38 +488,43 @@ static bool list_matches(struct imap_session *s, const char *ref, size_t ref_len
         struct mg_buf enc = MG_BUF_INIT;
         mg_buf_append(&enc, ref, ref_len);
         mg_buf_append(&enc, pat, plen);
-        if (s->utf8_enabled || mutf7_decode(enc.data, enc.len, &full) < 0) {
+        if (cmd->s->utf8_enabled || mutf7_decode(enc.data, enc.len, &full) < 0) {
             mg_buf_reset(&full);
             mg_buf_append(&full, enc.data, enc.len);
         }
-        matched = pattern_match(mg_buf_cstr(&full), name);
+        lp->pats[lp->n++] = mg_arena_strdup(cmd->arena, mg_buf_cstr(&full));
         mg_buf_free(&full);
         mg_buf_free(&enc);
     }
-    return matched;
+}
+
+/* Whether name matches one of the patterns. */
+static bool list_matches(const struct list_patterns *lp, const char *name)
+{
+    for (size_t p = 0; p < lp->n; p++) {
+        if (pattern_match(lp->pats[p], name))
+            return true;
+    }
+    return false;
 }
 
 /* RFC 3501 6.3.9: when "foo/bar" is subscribed and "foo" is not, LSUB "%"
- * returns "foo" with \Noselect (and not "foo/bar"). */
-static void lsub_add_parents(struct imap_session *s, struct list_all *all, const char *ref,
-                             size_t ref_len, const struct imap_arg *pats, size_t n_pats)
+ * returns "foo" with \Noselect (and not "foo/bar"). Entries are added
+ * unsorted: list_sort_merge follows. */
+static void lsub_add_parents(struct list_all *all, const struct list_patterns *lp)
 {
     size_t n = all->n;
     for (size_t i = 0; i < n; i++) {
-        if (!all->items[i].subscribed ||
-            list_matches(s, ref, ref_len, pats, n_pats, all->items[i].name))
+        if (!all->items[i].subscribed || list_matches(lp, all->items[i].name))
             continue;
         char parent[MAILBOX_NAME_MAX + 1];
         snprintf(parent, sizeof(parent), "%s", all->items[i].name);
         char *sep;
         while ((sep = strrchr(parent, MAILBOX_SEPARATOR)) != NULL) {
             *sep = '\0';
-            if (!list_matches(s, ref, ref_len, pats, n_pats, parent))
+            if (!list_matches(lp, parent))
                 continue;
-            /* list_add may move the array: look the entry up again. */
-            struct list_entry *e = list_add(all, parent);
-            if (!e->subscribed)
-                e->is_lsub_parent = true;
+            list_add(all, parent)->is_lsub_parent = true;
             break;
         }
     }
@@ -504,24 +577,18 @@ static enum imap_cmd_result do_list(struct imap_cmd *cmd, unsigned opts)
         imap_cmd_finish(cmd, "OK", "%s completed.", opts & LIST_LSUB ? "Lsub" : "List");
         return IMAP_CMD_DONE;
     }
-    struct list_all all = { 0 };
+    struct list_patterns lp;
+    list_patterns_init(cmd, ref, ref_len, pats, n_pats, &lp);
+    struct list_all all = { .arena = cmd->arena };
     store_mailbox_list(s->user, list_mailbox_cb, &all);
     if (opts & (LIST_SEL_SUBSCRIBED | LIST_LSUB | LIST_RET_SUBSCRIBED))
         store_subscription_list(s->user, list_sub_cb, &all);
-    if (opts & LIST_LSUB)
-        lsub_add_parents(s, &all, ref, ref_len, pats, n_pats);
-    for (size_t i = 0; i < all.n; i++) {
-        for (size_t k = 0; k < all.n; k++) {
-            if (k != i && mailbox_name_is_child(all.items[i].name, all.items[k].name)) {
-                if (all.items[k].exists)
-                    all.items[i].has_children = true;
-                if (all.items[k].subscribed)
-                    all.items[i].child_subscribed = true;
-            }
-        }
+    list_sort_merge(&all);
+    if (opts & LIST_LSUB) {
+        lsub_add_parents(&all, &lp);
+        list_sort_merge(&all);
     }
-    if (all.n > 1)
-        qsort(all.items, all.n, sizeof(*all.items), entry_cmp);
+    list_mark_parents(&all);
     for (size_t i = 0; i < all.n; i++) {
         struct list_entry *e = &all.items[i];
         if ((opts & (LIST_SEL_SUBSCRIBED | LIST_LSUB)) && !e->subscribed && !e->is_lsub_parent &&
@@ -531,8 +598,7 @@ static enum imap_cmd_result do_list(struct imap_cmd *cmd, unsigned opts)
             continue;
         if ((opts & LIST_SEL_SPECIAL_USE) && e->special_use == STORE_SPECIAL_NONE)
             continue;
-        bool matched = list_matches(s, ref, ref_len, pats, n_pats, e->name);
-        if (matched)
+        if (list_matches(&lp, e->name))
             list_write(cmd, &out, e, opts, status_items);
         if (out.len > 65536) {
             imap_write(s, out.data, out.len);

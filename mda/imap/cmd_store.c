@@ -32,15 +32,25 @@ static void store_done(int status, const char *error, const struct store_flag_ch
     struct imap_view *v = s->view;
     for (size_t i = 0; i < count; i++)
         imap_view_note_own_change(v, changes[i].uid, changes[i].modseq);
+    struct mg_buf out = MG_BUF_INIT;
+    struct imap_flags_names names = { 0 };
+    imap_flags_names_load(s, &names);
+    /* Keywords new to the session (ours, or another session's since the
+     * last sync) are announced before the FETCH responses that carry
+     * them, so that the client knows every flag it is shown (Dovecot
+     * sends FLAGS at the start of its sync, too). The sync after the
+     * command then finds nothing new to announce. */
+    if (names.count != v->keyword_count)
+        imap_view_write_flag_lists(s, &out);
     if (!st->is_silent) {
-        struct mg_buf out = MG_BUF_INIT;
         for (size_t i = 0; i < st->count; i++) {
             struct index_msg_rec rec;
             long pos = imap_view_find(v, st->uids[i]);
             if (pos < 0 || store_msg_get(s->user, v->mailbox_id, st->uids[i], &rec) != STORE_OK)
                 continue;
             mg_buf_printf(&out, "* %ld FETCH (FLAGS ", pos + 1);
-            imap_view_write_flags(s, &out, rec.flags, rec.keywords, imap_view_is_recent(v, rec.uid));
+            imap_flags_write(s, &names, &out, rec.flags, rec.keywords,
+                             imap_view_is_recent(v, rec.uid));
             if (cmd->is_uid)
                 mg_buf_printf(&out, " UID %u", rec.uid);
             mg_buf_append_str(&out, ")\r\n");
@@ -49,9 +59,11 @@ static void store_done(int status, const char *error, const struct store_flag_ch
                 mg_buf_reset(&out);
             }
         }
-        imap_write(s, out.data, out.len);
-        mg_buf_free(&out);
     }
+    imap_flags_names_free(&names);
+    if (out.len > 0)
+        imap_write(s, out.data, out.len);
+    mg_buf_free(&out);
     imap_cmd_finish(cmd, "OK", "Store completed.");
 }
 

@@ -1,10 +1,12 @@
-/* Flag lists in commands: "(\Seen \Flagged $Forwarded)". */
+/* Flag lists: parsed from commands, "(\Seen \Flagged $Forwarded)", and
+ * written in responses from the keyword names read once per command. */
 #include "mda/imap/imap_private.h"
 
 #include <string.h>
 
 #include "common/arena.h"
 #include "common/ascii.h"
+#include "common/buf.h"
 
 static const struct {
     const char *name;
@@ -76,4 +78,56 @@ int imap_flags_parse(struct imap_cmd *cmd, const struct imap_arg *arg, bool is_l
     flags_r->keywords = kw;
     flags_r->keyword_count = nk;
     return 0;
+}
+
+void imap_flags_names_load(struct imap_session *s, struct imap_flags_names *names)
+{
+    imap_flags_names_free(names);
+    if (store_keywords(s->user, &names->names, &names->count) != 0) {
+        names->names = NULL;
+        names->count = 0;
+    }
+    names->is_loaded = true;
+}
+
+void imap_flags_names_free(struct imap_flags_names *names)
+{
+    store_keywords_free(names->names, names->count);
+    names->names = NULL;
+    names->count = 0;
+    names->is_loaded = false;
+}
+
+void imap_flags_write(struct imap_session *s, struct imap_flags_names *names, struct mg_buf *out,
+                      uint32_t flags, uint64_t keywords, bool is_recent)
+{
+    /* Keywords only grow (a bit never changes its name): a bit past the
+     * list read is one created since, by us or another session. */
+    if (!names->is_loaded || (names->count < 64 && (keywords >> names->count) != 0))
+        imap_flags_names_load(s, names);
+    mg_buf_append_byte(out, '(');
+    bool first = true;
+    for (size_t i = 0; i < sizeof(imap_system_flags) / sizeof(imap_system_flags[0]); i++) {
+        if (flags & imap_system_flags[i].flag) {
+            if (!first)
+                mg_buf_append_byte(out, ' ');
+            mg_buf_append_str(out, imap_system_flags[i].name);
+            first = false;
+        }
+    }
+    if (is_recent) {
+        if (!first)
+            mg_buf_append_byte(out, ' ');
+        mg_buf_append_str(out, "\\Recent");
+        first = false;
+    }
+    for (unsigned i = 0; i < names->count && i < 64 && keywords != 0; i++) {
+        if (keywords & (1ull << i)) {
+            if (!first)
+                mg_buf_append_byte(out, ' ');
+            mg_buf_append_str(out, names->names[i]);
+            first = false;
+        }
+    }
+    mg_buf_append_byte(out, ')');
 }

@@ -246,4 +246,26 @@ bool imap_view_is_recent(const struct imap_view *view, uint32_t uid);
 int imap_flags_parse(struct imap_cmd *cmd, const struct imap_arg *arg, bool is_list_ok,
                      struct store_flags *flags_r, const char **error_r);
 
+/* ---- flag lists in responses (imap_flags.c) ---- */
+
+/* The user's keyword names (index = keyword bit), read once for a command
+ * that writes many flag lists: the store reads them in a transaction of
+ * its own each time. Zero-initialise; free with imap_flags_names_free. */
+struct imap_flags_names {
+    char **names;
+    unsigned count;
+    bool is_loaded;
+};
+
+/* Reads the names from the store (again, when loaded before). On a store
+ * error the list is empty. */
+void imap_flags_names_load(struct imap_session *s, struct imap_flags_names *names);
+/* Frees the names; the struct can be loaded again. */
+void imap_flags_names_free(struct imap_flags_names *names);
+/* Writes "(\Seen \Flagged kw1 ...)" for flags and keyword bits, as
+ * imap_view_write_flags does, with the names in *names: loaded on first
+ * use, and again when a bit has no name yet (a keyword created since). */
+void imap_flags_write(struct imap_session *s, struct imap_flags_names *names, struct mg_buf *out,
+                      uint32_t flags, uint64_t keywords, bool is_recent);
+
 #endif

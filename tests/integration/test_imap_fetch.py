@@ -3,6 +3,7 @@
 ENVELOPE and BODYSTRUCTURE against Dovecot's vectors, partial fetches,
 \\Seen handling of BODY[] and BODY.PEEK[]."""
 import calendar
+import glob
 import imaplib
 import json
 import os
@@ -252,6 +253,86 @@ class TestFetchBytes(FetchCase):
         untagged, tagged = c.read_until_tagged("S1")
         self.assertRegex(tagged, rb"^S1 OK")
         self.assertEqual([fetch_items(u)[1][b"BODY[]"] for u in untagged], msgs)
+
+
+class TestFetchNul(FetchCase):
+    """A literal is CHAR8 without NUL (RFC 3501 9): message bytes go out
+    with NUL replaced by 0x80, as Dovecot does for non-BINARY fetches, and
+    the literal's length stays that of the stored message."""
+    HEAD_NUL = b"X-Nul: a\0b\r\n"
+    BODY_NUL = b"before\0after\r\n\0\0\0\r\nend\0\r\n"
+
+    def stored(self, msg):
+        return (b"Return-Path: <sender@remote.test>\r\n"
+                b"Delivered-To: alice@example.test\r\n" + msg)
+
+    def check_no_nul(self, untagged):
+        for u in untagged:
+            self.assertFalse(b"\0" in u, "a NUL in the response")
+
+    def test_nul_replaced_in_every_content_item(self):
+        msg = mgtest.make_message(subject="nul", body=self.BODY_NUL,
+                                  extra_headers=["X-Nul: a\0b"])
+        self.assertEqual(msg.count(b"\0"), 6)
+        self.deliver(["alice"], msg)     # over LMTP, NULs and all
+        stored = self.stored(msg)
+        seen = stored.replace(b"\0", b"\x80")
+        head, text = seen.split(b"\r\n\r\n", 1)
+        head += b"\r\n\r\n"
+        c = self.raw()
+        c.ok("SELECT INBOX")
+        items, untagged = self.fetch1(c, "(BODY.PEEK[] RFC822.SIZE)")
+        self.check_no_nul(untagged)
+        self.assertEqual(items[b"BODY[]"], seen)
+        self.assertEqual(len(items[b"BODY[]"]), len(stored))
+        self.assertEqual(int(items[b"RFC822.SIZE"]), len(stored))
+        off = stored.index(b"\0")
+        cases = [
+            ("BODY.PEEK[HEADER]", "BODY[HEADER]", head),
+            ("BODY.PEEK[TEXT]", "BODY[TEXT]", text),
+            ("BODY.PEEK[1]", "BODY[1]", text),
+            ("BODY.PEEK[HEADER.FIELDS (X-Nul)]", "BODY[HEADER.FIELDS (X-NUL)]",
+             b"X-Nul: a\x80b\r\n\r\n"),
+            ("RFC822.HEADER", "RFC822.HEADER", head),
+            (f"BODY.PEEK[]<{off - 2}.5>", f"BODY[]<{off - 2}>", seen[off - 2:off + 3]),
+            ("BODY.PEEK[TEXT]<6.10>", "BODY[TEXT]<6>", text[6:16]),
+            ("BODY.PEEK[1]<0.7>", "BODY[1]<0>", b"before\x80"),
+        ]
+        for item, resp, expected in cases:
+            with self.subTest(item=item):
+                items, untagged = self.fetch1(c, f"({item})")
+                self.check_no_nul(untagged)
+                self.assertEqual(items[resp.encode()], expected)
+        # The items that set \Seen go the same way.
+        for item, resp, expected in (("RFC822.TEXT", "RFC822.TEXT", text),
+                                     ("BODY[TEXT]", "BODY[TEXT]", text),
+                                     ("RFC822", "RFC822", seen),
+                                     ("BODY[]", "BODY[]", seen)):
+            with self.subTest(item=item):
+                items, untagged = self.fetch1(c, f"({item})")
+                self.check_no_nul(untagged)
+                self.assertEqual(items[resp.encode()], expected)
+        # The stored message keeps its NULs.
+        (path,) = [p for d in ("new", "cur")
+                   for p in glob.glob(os.path.join(self.server.maildir("alice"), d, "*"))]
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), stored)
+
+    def test_nul_in_large_message(self):
+        """Above the size read at once, the message is streamed in chunks
+        and parsed in the thread pool: the same replacement applies."""
+        body = (b"x" * 1000 + b"\0\r\n") * 300
+        msg = mgtest.make_message(subject="big nul", body=body)
+        self.deliver(["alice"], msg)
+        stored = self.stored(msg)
+        seen = stored.replace(b"\0", b"\x80")
+        c = self.raw()
+        c.ok("SELECT INBOX")
+        items, untagged = self.fetch1(c, "(BODY.PEEK[] BODY.PEEK[TEXT]<100000.3000>)")
+        self.check_no_nul(untagged)
+        self.assertEqual(items[b"BODY[]"], seen)
+        text = seen.split(b"\r\n\r\n", 1)[1]
+        self.assertEqual(items[b"BODY[TEXT]<100000>"], text[100000:103000])
 
 
 class TestVectors(FetchCase):

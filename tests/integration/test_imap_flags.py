@@ -43,6 +43,39 @@ class TestFlags(mgtest.MgTestCase):
         c.ok("STORE 3 +FLAGS \\Seen")
         self.assertIn(b"\\Seen", self.flags(3))
 
+    def test_new_keyword_announced_before_fetch(self):
+        """A keyword new to the mailbox: FLAGS and PERMANENTFLAGS come
+        before the FETCH responses that carry it (Dovecot), once."""
+        c = self.c
+        untagged, _ = c.ok("STORE 1:2 +FLAGS ($Fresh)")
+        self.assertEqual(len(untagged), 4, untagged)
+        self.assertEqual(untagged[0], b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Fresh)")
+        self.assertEqual(untagged[1], b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted "
+                                      b"\\Seen \\Draft $Fresh \\*)] Flags permitted.")
+        self.assertRegex(untagged[2], rb"^\* 1 FETCH \(FLAGS \(.*\$Fresh\)\)$")
+        self.assertRegex(untagged[3], rb"^\* 2 FETCH \(FLAGS \(.*\$Fresh\)\)$")
+        # Known now: no second announcement, nor at the next sync.
+        untagged, _ = c.ok("STORE 3 +FLAGS ($Fresh)")
+        self.assertEqual(len(untagged), 1, untagged)
+        untagged, _ = c.ok("NOOP")
+        self.assertEqual(untagged, [])
+        # .SILENT still announces the new keyword, and only that.
+        untagged, _ = c.ok("UID STORE 1 +FLAGS.SILENT (Other)")
+        self.assertEqual(len(untagged), 2, untagged)
+        self.assertTrue(untagged[0].startswith(b"* FLAGS ("), untagged)
+        self.assertIn(b"$Fresh Other)", untagged[0])
+        self.assertIn(b"PERMANENTFLAGS", untagged[1])
+        # A keyword another session created: announced before our FETCH.
+        d = self.raw()
+        d.ok("SELECT INBOX")
+        d.ok("STORE 2 +FLAGS.SILENT (FromD)")
+        untagged, _ = c.ok("STORE 3 +FLAGS (Mine)")
+        self.assertTrue(untagged[0].startswith(b"* FLAGS ("), untagged)
+        self.assertIn(b"FromD Mine)", untagged[0])
+        fetches = [u for u in untagged if b"FETCH" in u]
+        self.assertEqual(untagged.index(fetches[0]), 2, untagged)
+        self.assertEqual(self.flags(2), {b"$Fresh", b"FromD"})
+
     def test_invalid_flags(self):
         c = self.c
         for bad in ("STORE 1 +FLAGS (\\Recent)", "STORE 1 +FLAGS (\\Bogus)", "STORE 1 +FLAGS (\\*)",

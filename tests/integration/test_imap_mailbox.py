@@ -139,6 +139,40 @@ class TestList(MailboxCase):
         self.bad('LIST (RECURSIVEMATCH) "" "*"')
         self.bad('LIST (BOGUS) "" "*"')
 
+    def test_list_children_and_order(self):
+        """Names that sort between a parent and its children ("a-1", "a.b"
+        before "a/b"), a subscription that outlived its mailbox, many
+        mailboxes: each listed once, in order, with the right children."""
+        c = self.c
+        tags = []
+        for name in ["a/b/c", "a-1", "a.b", "ab", "a/b-x", "keep/gone"] + \
+                [f"bulk/{i:03d}" for i in range(300)]:
+            tags.append(c.next_tag())
+            c.send(f'{tags[-1]} CREATE "{name}"\r\n')
+        for tag in tags:
+            _, tagged = c.read_until_tagged(tag)
+            self.assertRegex(tagged, rb"^T\d+ OK")
+        c.ok('SUBSCRIBE "keep/gone"')
+        c.ok('DELETE "keep/gone"')
+        untagged, _ = c.ok('LIST "" "*"')
+        names = [list(list_entries([l]))[0] for l in untagged]
+        self.assertEqual(names[0], "INBOX")
+        self.assertEqual(names[1:], sorted(names[1:], key=lambda n: n.encode()))
+        self.assertEqual(len(names), len(set(names)))
+        entries = list_entries(untagged)
+        self.assertEqual(len(entries), 1 + len(SPECIAL) + 9 + 300)
+        for name, has in (("a", True), ("a/b", True), ("a/b/c", False), ("a-1", False),
+                          ("a.b", False), ("ab", False), ("a/b-x", False), ("bulk", True),
+                          ("bulk/000", False), ("bulk/299", False), ("keep", False)):
+            with self.subTest(name=name):
+                self.assertIn(b"\\HasChildren" if has else b"\\HasNoChildren", entries[name])
+        self.assertNotIn("keep/gone", entries)
+        untagged, _ = c.ok('LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"')
+        keep = [l for l in untagged if l.endswith(b' keep ("CHILDINFO" ("SUBSCRIBED"))')]
+        self.assertEqual(len(keep), 1, untagged)
+        untagged, _ = c.ok('LSUB "" "%"')
+        self.assertEqual(list_entries(untagged, b"LSUB")["keep"], {b"\\Noselect"})
+
     def test_list_status(self):
         c = self.c
         for i in range(3):

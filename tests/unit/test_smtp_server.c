@@ -4,8 +4,14 @@
  * (the handle is kept and answered after the feed returns, as a daemon
  * does from a libuv callback). Explicit tests follow for what a table
  * cannot show: pending answers, streaming order, STARTTLS, timeouts,
- * shutdown, freeing with answers outstanding. Content streaming and
- * hostile input are in test_smtp_server_stream.c. */
+ * shutdown, freeing with answers outstanding, recipient data coming back
+ * through rcpt_free on every path. Content streaming and hostile input are
+ * in test_smtp_server_stream.c.
+ *
+ * Every recipient the rcpt_to hook sees gets data (a copy of its address)
+ * that only rcpt_free releases: LeakSanitizer and the counters catch a
+ * recipient the engine drops, and rcpt_free asserts it is never called
+ * twice. */
 #include "testutil.h"
 
 #include <stdio.h>
@@ -42,6 +48,11 @@ struct h {
     struct smtp_rcpt *held_rcpt;
     bool held_auth_ok;
     int closes, tls_starts, tx_frees, data_begins, data_ends;
+    int rcpt_datas;         /* recipients given data by hook_rcpt */
+    int rcpt_frees;         /* ... and released by hook_rcpt_free */
+    int rcpt_frees_inert;   /* ... of those, after the session was freed */
+    char events[256];       /* 'R' rcpt_free, 'T' tx_free, in order */
+    size_t n_events;
     unsigned queued;
     size_t tx_base;         /* content.len when the transaction began */
     size_t max_chunk;
@@ -160,10 +171,19 @@ static void hook_mail(struct smtp_server *server, struct smtp_server_reply *repl
         answer_mail(reply, tx);
 }
 
+static void note_event(struct h *h, char event)
+{
+    if (h->n_events + 1 < sizeof(h->events))
+        h->events[h->n_events++] = event;
+}
+
 static void hook_rcpt(struct smtp_server *server, struct smtp_server_reply *reply,
                       struct smtp_tx *tx, struct smtp_rcpt *rcpt, void *ctx)
 {
     struct h *h = ctx;
+    assert_null(rcpt->data);
+    rcpt->data = strdup(rcpt->address);
+    h->rcpt_datas++;
     if (h->defer)
         hold(h, reply, HELD_RCPT, tx, rcpt);
     else
@@ -208,7 +228,26 @@ static void hook_data_end(struct smtp_server *server, struct smtp_server_reply *
 static void hook_tx_free(struct smtp_server *server, struct smtp_tx *tx, void *ctx)
 {
     struct h *h = ctx;
+    /* The recipients went first. */
+    for (size_t i = 0; i < tx->rcpt_count; i++)
+        assert_null(tx->rcpts[i]->data);
     h->tx_frees++;
+    note_event(h, 'T');
+}
+
+static void hook_rcpt_free(struct smtp_server *server, struct smtp_tx *tx, struct smtp_rcpt *rcpt,
+                           void *ctx)
+{
+    struct h *h = ctx;
+    assert_non_null(rcpt->data);
+    assert_string_equal(rcpt->data, rcpt->address);
+    free(rcpt->data);
+    h->rcpt_frees++;
+    if (server == NULL) {
+        assert_null(tx);
+        h->rcpt_frees_inert++;
+    }
+    note_event(h, 'R');
 }
 
 static const struct smtp_server_hooks test_hooks = {
@@ -220,6 +259,7 @@ static const struct smtp_server_hooks test_hooks = {
     .data_chunk = hook_data_chunk,
     .data_end = hook_data_end,
     .tx_free = hook_tx_free,
+    .rcpt_free = hook_rcpt_free,
 };
 
 static void h_init_size(struct h *h, unsigned flags, bool defer, uint64_t max_size)
@@ -597,6 +637,9 @@ static void run_scenario(const struct scenario *sc, bool defer, bool bytewise)
     if (sc->tx_frees >= 0 && h.tx_frees != sc->tx_frees)
         fail_msg("scenario \"%s\" (defer %d, bytewise %d): %d tx_free", sc->name, defer, bytewise,
                  h.tx_frees);
+    if (h.rcpt_frees != h.rcpt_datas)
+        fail_msg("scenario \"%s\" (defer %d, bytewise %d): %d recipients, %d rcpt_free", sc->name,
+                 defer, bytewise, h.rcpt_datas, h.rcpt_frees);
 }
 
 static void test_smtp_server_scenarios(void **state)
@@ -856,6 +899,7 @@ static void test_smtp_server_answers_after_free(void **state)
         assert_non_null(h.held);
         h_deinit(&h); /* frees the server, then answers the held handle */
         assert_int_equal(h.tx_frees, cases[i].tx_frees);
+        assert_int_equal(h.rcpt_frees, h.rcpt_datas);
     }
 
     /* LMTP: freed half answered, the rest answered later. */
@@ -890,6 +934,129 @@ static void test_smtp_server_free_inside_hook(void **state)
     h_deinit(&h);
 }
 
+/* Recipient data comes back through rcpt_free once on every path, the
+ * recipients before their transaction's tx_free. */
+static void test_smtp_server_rcpt_free_paths(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name;
+        unsigned flags;
+        const char *input;
+        const char *events_before_free; /* hook calls before the session is freed */
+        const char *events;             /* all of them */
+        int rcpts;
+    } cases[] = {
+        { "refused, then RSET", 0,
+          "EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\nRCPT TO:<reject@d.test>\r\n"
+          "RCPT TO:<temp@d.test>\r\nRCPT TO:<e@d.test>\r\nRSET\r\n",
+          "RRRRT", "RRRRT", 4 },
+        { "QUIT in a transaction", 0,
+          "EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\nRCPT TO:<e@d.test>\r\nQUIT\r\n",
+          "", "RRT", 2 },
+        { "closed mid-DATA", 0, ENV "RCPT TO:<e@d.test>\r\nDATA\r\npartial\r\n", "", "RRT", 2 },
+        { "closed mid-BDAT", 0, ENV "BDAT 10\r\nabc", "", "RT", 1 },
+        { "delivered, then a new MAIL", F_LMTP,
+          "LHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<u0@d.test>\r\nRCPT TO:<u1@d.test>\r\n"
+          "DATA\r\nx\r\n.\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<u2@d.test>\r\n",
+          "RRT", "RRTRT", 3 },
+        { "HELO resets", 0, ENV "EHLO again\r\n", "RT", "RT", 1 },
+        { "refused MAIL, no recipients", 0, "EHLO c\r\nMAIL FROM:<reject@b.test>\r\n", "T", "T", 0 },
+        { "too many recipients", 0,
+          ENV "RCPT TO:<e@d.test>\r\nRCPT TO:<f@d.test>\r\nRCPT TO:<g@d.test>\r\nRSET\r\n",
+          "RRRT", "RRRT", 3 },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        for (int mode = 0; mode < 2; mode++) {
+            struct h h;
+            h_init(&h, cases[i].flags, mode == 1);
+            h.auto_answer = true;
+            h_send(&h, cases[i].input);
+            if (strcmp(h.events, cases[i].events_before_free) != 0)
+                fail_msg("%s (defer %d): \"%s\" before free", cases[i].name, mode, h.events);
+            h_deinit(&h);
+            if (strcmp(h.events, cases[i].events) != 0)
+                fail_msg("%s (defer %d): \"%s\"", cases[i].name, mode, h.events);
+            assert_int_equal(h.rcpt_datas, cases[i].rcpts);
+            assert_int_equal(h.rcpt_frees, cases[i].rcpts);
+            assert_int_equal(h.rcpt_frees_inert, 0);
+        }
+    }
+}
+
+/* The client goes before a recipient is answered: the late answer, 2xx or
+ * not, still hands the data back (server and tx NULL), and the transaction
+ * was released when the session was freed. */
+static void test_smtp_server_rcpt_free_after_close(void **state)
+{
+    (void)state;
+    static const struct {
+        unsigned code;
+        const char *enhanced;
+    } answers[] = { { 250, "2.1.5" }, { 550, "5.1.1" }, { 451, "4.3.0" } };
+    for (size_t i = 0; i < sizeof(answers) / sizeof(answers[0]); i++) {
+        struct h h;
+        h_init(&h, F_LMTP, false);
+        h_send(&h, "LHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<u0@d.test>\r\n");
+        h.defer = true;
+        h_send(&h, "RCPT TO:<u1@d.test>\r\n");
+        assert_int_equal(h.held_kind, HELD_RCPT);
+        struct smtp_server_reply *reply = h.held;
+        h.held = NULL;
+        smtp_server_free(&h.server);
+        /* u0 and the transaction went with the session; u1 waits. */
+        assert_string_equal(h.events, "RT");
+        assert_int_equal(h.rcpt_frees_inert, 0);
+        smtp_server_reply_send(reply, answers[i].code, answers[i].enhanced, "late");
+        assert_string_equal(h.events, "RTR");
+        assert_int_equal(h.rcpt_frees, 2);
+        assert_int_equal(h.rcpt_frees_inert, 1);
+        h_deinit(&h);
+        assert_int_equal(h.rcpt_frees, h.rcpt_datas);
+    }
+
+    /* Closed (timeout) but not freed: a late 2xx is not added to the
+     * transaction, and its data comes back at once. */
+    struct h h;
+    h_init(&h, 0, false);
+    h_send(&h, "EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\n");
+    h.defer = true;
+    h_send(&h, "RCPT TO:<e@d.test>\r\n");
+    struct smtp_server_reply *reply = h.held;
+    h.held = NULL;
+    smtp_server_timeout(h.server);
+    assert_int_equal(h.closes, 1);
+    h_take(&h);
+    smtp_server_reply_send(reply, 250, "2.1.5", "late");
+    assert_out(&h, "");
+    assert_string_equal(h.events, "R");
+    assert_int_equal(h.rcpt_frees_inert, 0);
+    h_deinit(&h);
+    assert_string_equal(h.events, "RRT");
+    assert_int_equal(h.rcpt_frees, 2);
+    assert_int_equal(h.tx_frees, 1);
+
+    /* LMTP: the client goes after DATA, before the per-recipient replies:
+     * the recipients are released with the session, the late answers
+     * touch nothing. */
+    h_init(&h, F_LMTP, false);
+    h_send(&h, "LHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<u0@d.test>\r\nRCPT TO:<u1@d.test>\r\n"
+               "DATA\r\n");
+    h.defer = true;
+    h_send(&h, "x\r\n.\r\n");
+    assert_int_equal(h.held_kind, HELD_DATA_END);
+    reply = h.held;
+    h.held = NULL;
+    smtp_server_rcpt_data_reply(reply, 1, 250, "2.0.0", "one");
+    smtp_server_free(&h.server);
+    assert_string_equal(h.events, "RRT");
+    smtp_server_rcpt_data_reply(reply, 0, 250, "2.0.0", "zero");
+    assert_string_equal(h.events, "RRT");
+    h_deinit(&h);
+    assert_int_equal(h.rcpt_frees, 2);
+    assert_int_equal(h.rcpt_frees_inert, 0);
+}
+
 int main(void)
 {
     mg_log_init("test_smtp_server");
@@ -904,6 +1071,8 @@ int main(void)
         cmocka_unit_test(test_smtp_server_shutdown),
         cmocka_unit_test(test_smtp_server_answers_after_free),
         cmocka_unit_test(test_smtp_server_free_inside_hook),
+        cmocka_unit_test(test_smtp_server_rcpt_free_paths),
+        cmocka_unit_test(test_smtp_server_rcpt_free_after_close),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
