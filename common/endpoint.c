@@ -122,7 +122,7 @@ struct mg_conn *mg_endpoint_connect(struct mg_endpoint *ep, uv_loop_t *loop, uin
 const char *mg_endpoint_name(const struct mg_endpoint *ep, char *buf, size_t size)
 {
     if (ep->is_unix)
-        snprintf(buf, size, "unix:%s", ep->path);
+        snprintf(buf, size, "%s", ep->path);
     else if (strchr(ep->host, ':') != NULL)
         snprintf(buf, size, "[%s]:%u", ep->host, ep->port);
     else

@@ -45,7 +45,7 @@ void mg_endpoint_clear(struct mg_endpoint *ep);
 struct mg_conn *mg_endpoint_connect(struct mg_endpoint *ep, uv_loop_t *loop, uint64_t timeout_ms,
                                     const struct mg_conn_callbacks *cb, void *data);
 
-/* "unix:/path" or "host:port", for logs. */
+/* The socket path or "host:port" ("[v6]:port"), for logs. */
 const char *mg_endpoint_name(const struct mg_endpoint *ep, char *buf, size_t size);
 
 #endif

@@ -49,7 +49,7 @@ static void parse_fails(const char *text, const char *error_part)
 static void test_endpoint_parse(void **state)
 {
     (void)state;
-    parse_ok("/run/mailgenic/mda/lmtp.sock", true, NULL, 0, "unix:/run/mailgenic/mda/lmtp.sock");
+    parse_ok("/run/mailgenic/mda/lmtp.sock", true, NULL, 0, "/run/mailgenic/mda/lmtp.sock");
     parse_ok("127.0.0.1:24", false, "127.0.0.1", 24, "127.0.0.1:24");
     parse_ok("[::1]:8024", false, "::1", 8024, "[::1]:8024");
     parse_ok("localhost:65535", false, "localhost", 65535, "localhost:65535");
