@@ -323,12 +323,11 @@ static void rcpt_add_target(struct rx_rcpt *r, char route, const char *address)
     r->n_targets++;
 }
 
+/* The engine hands r back through hook_rcpt_free once the answer is
+ * out: r is gone when this returns. */
 static void rcpt_refuse(struct rx_rcpt *r, unsigned code, const char *enh, const char *text)
 {
-    struct smtp_server_reply *reply = r->reply;
-    r->rcpt->data = NULL;
-    rcpt_data_free(r);
-    smtp_server_reply_send(reply, code, enh, text);
+    smtp_server_reply_send(r->reply, code, enh, text);
 }
 
 static void rcpt_resolved(const struct mg_auth_resolve_result *res, void *ctx);
@@ -670,14 +669,22 @@ static void hook_data_end(struct smtp_server *server, struct smtp_server_reply *
     queue_new_commit(qn, committed, reply);
 }
 
+/* Every recipient's data, accepted or refused, whatever ended it; the
+ * session may be gone (server and tx NULL), never ctx. */
+static void hook_rcpt_free(struct smtp_server *server, struct smtp_tx *tx,
+                           struct smtp_rcpt *rcpt, void *ctx)
+{
+    (void)server;
+    (void)tx;
+    (void)ctx;
+    rcpt_data_free(rcpt->data);
+    rcpt->data = NULL;
+}
+
 static void hook_tx_free(struct smtp_server *server, struct smtp_tx *tx, void *ctx)
 {
     (void)server;
     (void)ctx;
-    for (size_t i = 0; i < tx->rcpt_count; i++) {
-        rcpt_data_free(tx->rcpts[i]->data);
-        tx->rcpts[i]->data = NULL;
-    }
     tx_data_free(tx->data);
     tx->data = NULL;
 }
@@ -689,6 +696,7 @@ static const struct smtp_server_hooks rx_hooks = {
     .data_begin = hook_data_begin,
     .data_chunk = hook_data_chunk,
     .data_end = hook_data_end,
+    .rcpt_free = hook_rcpt_free,
     .tx_free = hook_tx_free,
 };
 
