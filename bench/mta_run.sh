@@ -3,9 +3,9 @@
 # bench`): bench/mta_run.sh BUILD_DIR
 #
 # Sets up a throw-away Mailgenic instance with the programs in
-# BUILD_DIR/bin (mgimapd with its mgauthd, and mgsmtpd, in one state
-# directory as the invoking user; a self-signed certificate; a domain with
-# BENCH_USERS users), warms it up with one message per user, then sends
+# BUILD_DIR/bin (mgimapd with its mgauthd, and mgsmtpd, as the invoking
+# user; by default in one state directory, see BENCH_LAYOUT; a
+# self-signed certificate; a domain with BENCH_USERS users), warms it up with one message per user, then sends
 # BENCH_MESSAGES messages of BENCH_SIZE bytes to user1..userN over
 # BENCH_SESSIONS parallel sessions with BUILD_DIR/bench/smtp_load:
 #
@@ -13,7 +13,7 @@
 #   b. port 25, one connection per message;
 #   c. submissions: implicit TLS and AUTH PLAIN, connections reused;
 #   accept. workload (a) with deliveries held: mgsmtpd restarted with its
-#      LMTP target pointing at a socket nobody listens on, so the queue
+#      LMTP target pointing where nobody listens, so the queue
 #      still writes and fsyncs every message but nothing leaves it.
 #
 # (a)-(c) are timed from the start of smtp_load (its first connection) to
@@ -33,9 +33,9 @@
 # (lines appended to the configuration, e.g. "[queue]" and
 # "local_concurrency = 32" to try a setting), BENCH_DIR (a directory for
 # the instance; default a new one under $TMPDIR), BENCH_KEEP=1 (keep it,
-# with the logs), BENCH_LAYOUT (single; two-hosts is to come with
-# issue 6: everything that differs between layouts is in the layout_*
-# functions below).
+# with the logs), BENCH_LAYOUT (single, or two-hosts: mgimapd and
+# mgsmtpd in two network namespaces, LMTP and auth over TCP with mutual
+# TLS; needs root; see the layout_* functions below).
 set -eu
 
 usage() {
@@ -91,10 +91,13 @@ else
 fi
 imapd_pid=""
 smtpd_pid=""
+layout_netns=""
+mda_ip=""
 cleanup() {
     trap - EXIT INT TERM
     stop_mta
     stop_mda
+    layout_cleanup
     if [ "${BENCH_KEEP:-0}" = 1 ]; then
         echo "bench: instance kept in $dir"
     else
@@ -157,6 +160,7 @@ field() {
     printf '%s\n' "$2" | tr ' ' '\n' | awk -F= -v k="$1" '$1 == k { print $2 }'
 }
 
+# Whether anything on this host's (this namespace's) TCP uses PORT.
 port_in_use() {
     hex=$(printf '%04X' "$1")
     cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | awk -v h=":$hex" '$2 ~ h"$" { f = 1 } END { exit !f }'
@@ -200,48 +204,128 @@ wait_count() {
 
 # ---- the layout: where each daemon runs and how they reach each other ----
 #
-# "single": both daemons on this host, in one state directory, talking
-# over UNIX sockets (LMTP and the auth service). A two-host layout (issue
-# 6: network namespaces, LMTP and auth over TCP with mutual TLS) replaces
-# these functions only: the addresses, the configuration, how a daemon is
-# started and where its processes, Maildirs and spool are found.
+# Everything that differs between layouts is in these functions: the
+# addresses, the configuration files, the command prefix that runs a
+# program "on" a host, where the Maildirs and the spool are.
+#
+# single: both daemons on this host in one state directory ($dir), one
+#   configuration file, LMTP and the auth service over UNIX sockets; the
+#   listeners on free loopback ports.
+# two-hosts: mgimapd in one network namespace and mgsmtpd in another,
+#   joined by a veth pair; mgsmtpd reaches LMTP (port 24) and the auth
+#   service (port 8024) over TCP with mutual TLS, with certificates of a
+#   private CA made by `mgadm ca` (docs/scale-out.md). Each daemon has its
+#   own state directory ($dir/mda, $dir/mta) and configuration; smtp_load
+#   runs in the MTA's namespace. Needs root and ip(8).
 
 layout_init() {
     case $layout in
-        single) ;;
+        single)
+            smtp_host=127.0.0.1
+            smtp_port=$(free_port $((30000 + $$ % 20000)))
+            submission_port=$(free_port $((smtp_port + 1)))
+            imaps_port=$(free_port $((submission_port + 1)))
+            mda_dir=$dir
+            mta_dir=$dir
+            ;;
+        two-hosts)
+            if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null 2>&1; then
+                echo "bench: BENCH_LAYOUT=two-hosts needs root and ip(8) (network namespaces)" >&2
+                exit 1
+            fi
+            tag=$(($$ % 100000))
+            ns_mta="mgbmta$tag" ns_mda="mgbmda$tag"
+            net="10.78.$(($$ % 250))"
+            mta_ip="$net.1" mda_ip="$net.2"
+            smtp_host=$mta_ip smtp_port=25 submission_port=465 imaps_port=993
+            lmtp_port=24 auth_port=8024
+            mda_dir="$dir/mda"
+            mta_dir="$dir/mta"
+            for ns in "$ns_mta" "$ns_mda"; do
+                ip netns add "$ns"
+                layout_netns="$layout_netns $ns"
+                ip -n "$ns" link set lo up
+            done
+            ip link add "mgb${tag}a" netns "$ns_mta" type veth peer name "mgb${tag}b" netns "$ns_mda"
+            ip -n "$ns_mta" addr add "$mta_ip/30" dev "mgb${tag}a"
+            ip -n "$ns_mda" addr add "$mda_ip/30" dev "mgb${tag}b"
+            ip -n "$ns_mta" link set "mgb${tag}a" up
+            ip -n "$ns_mda" link set "mgb${tag}b" up
+            ;;
         *)
-            echo "bench: BENCH_LAYOUT=$layout is not implemented (single only, for now)" >&2
+            echo "bench: BENCH_LAYOUT: single or two-hosts, not $layout" >&2
             exit 2
             ;;
     esac
-    smtp_host=127.0.0.1
-    smtp_port=$(free_port $((30000 + $$ % 20000)))
-    submission_port=$(free_port $((smtp_port + 1)))
-    imaps_port=$(free_port $((submission_port + 1)))
-    mda_conf="$dir/mailgenic.conf"
-    mta_conf="$dir/mailgenic.conf"
+    mda_conf="$mda_dir/mailgenic.conf"
+    mta_conf="$mta_dir/mailgenic.conf"
+    mkdir -p "$mda_dir/mail" "$mda_dir/index" "$mta_dir/spool" "$dir/held"
+}
+
+# The host's own keys: the public certificate for 25, 465 and 993 and, on
+# two hosts, the private CA and a certificate for each end of the link.
+layout_make_keys() {
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+        -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+        -keyout "$dir/tls/key.pem" -out "$dir/tls/cert.pem" >/dev/null 2>&1
+    [ "$layout" = two-hosts ] || return 0
+    MG_CA_DIR="$dir/ca" "$bin/mgadm" ca init "Benchmark CA" >/dev/null
+    MG_CA_DIR="$dir/ca" "$bin/mgadm" ca issue mda.bench.test "$mda_ip" >/dev/null
+    MG_CA_DIR="$dir/ca" "$bin/mgadm" ca issue mta.bench.test "$mta_ip" >/dev/null
+}
+
+layout_cleanup() {
+    for ns in $layout_netns; do
+        ip netns del "$ns" 2>/dev/null || true
+    done
+    layout_netns=""
+}
+
+# layout_on HOST COMMAND...: runs a program on that host (mda or mta);
+# layout_exec HOST COMMAND...: becomes it (for daemons started in a
+# subshell, so that $! is the daemon's own pid).
+layout_on() {
+    h=$1
+    shift
+    if [ "$layout" = two-hosts ]; then
+        if [ "$h" = mda ]; then ip netns exec "$ns_mda" "$@"; else ip netns exec "$ns_mta" "$@"; fi
+    else
+        "$@"
+    fi
+}
+layout_exec() {
+    h=$1
+    shift
+    if [ "$layout" = two-hosts ]; then
+        if [ "$h" = mda ]; then exec ip netns exec "$ns_mda" "$@"; else exec ip netns exec "$ns_mta" "$@"; fi
+    else
+        exec "$@"
+    fi
 }
 
 # Where mgsmtpd sends local mail and asks about users. With "held", a
-# socket nobody listens on: deliveries wait in the queue ("not
-# attempted", retried every 2 s), which keeps acceptance alone measurable.
+# place nobody listens on: deliveries wait in the queue ("not attempted",
+# retried every 2 s), which keeps acceptance alone measurable.
 layout_lmtp_target() {
-    if [ "${1:-}" = held ]; then echo "$dir/held/lmtp.sock"; else echo "$dir/lmtp.sock"; fi
+    case $layout/${1:-} in
+        single/held) echo "$dir/held/lmtp.sock" ;;
+        single/) echo "$mda_dir/lmtp.sock" ;;
+        two-hosts/held) echo "$mda_ip:$((lmtp_port + 2400))" ;;
+        two-hosts/) echo "$mda_ip:$lmtp_port" ;;
+    esac
 }
 layout_auth_target() {
-    echo "$dir/auth.sock"
+    if [ "$layout" = two-hosts ]; then echo "$mda_ip:$auth_port"; else echo "$mda_dir/auth.sock"; fi
 }
 layout_mail_dir() {
-    echo "$dir/mail"
+    echo "$mda_dir/mail"
 }
 layout_queue_dir() {
-    echo "$dir/spool"
+    echo "$mta_dir/spool"
 }
 
-# layout_write_conf [held]: the configuration of both daemons.
-layout_write_conf() {
-    mkdir -p "$dir/held"
-    cat >"$mda_conf" <<CONF
+conf_common() { # conf_common CLUSTER-NAME: global keys, [tls], [cluster]
+    cat <<CONF
 # Written by bench/mta_run.sh for one benchmark run.
 hostname = mail.$domain
 log_level = $log_level
@@ -249,35 +333,60 @@ log_level = $log_level
 [tls]
 cert_file = $dir/tls/cert.pem
 key_file = $dir/tls/key.pem
+CONF
+    [ -n "$1" ] || return 0
+    cat <<CONF
+
+[cluster]
+ca_file = $dir/ca/ca.crt
+cert_file = $dir/ca/$1.crt
+key_file = $dir/ca/$1.key
+CONF
+}
+
+conf_mda() {
+    d=$mda_dir
+    cat <<CONF
 
 [userdb]
-path = $dir/userdb
+path = $d/userdb
 
 [auth]
-socket = $dir/auth.sock
+socket = $d/auth.sock
 socket_group =
 user =
 group =
+CONF
+    [ "$layout" = single ] || echo "listen = $mda_ip:$auth_port"
+    cat <<CONF
 
 [mda]
 user =
 group =
 mail_dir = $(layout_mail_dir)
-index_dir = $dir/index
+index_dir = $d/index
 
 [imap]
-listen = 127.0.0.1:$imaps_port
+listen = ${mda_ip:-127.0.0.1}:$imaps_port
 
 [lmtp]
-socket = $dir/lmtp.sock
+socket = $d/lmtp.sock
 socket_group =
+CONF
+    [ "$layout" = single ] || echo "listen = $mda_ip:$lmtp_port"
+}
+
+conf_mta() { # conf_mta [held]
+    d=$mta_dir
+    [ "$layout" = single ] || printf '\n[userdb]\n# no user directory on the MTA host\npath = %s/no-userdb\n' "$d"
+    cat <<CONF
 
 [mta]
 user =
 group =
 queue_dir = $(layout_queue_dir)
-submit_socket = $dir/submit.sock
-control_socket = $dir/mgsmtpd.ctl
+submit_socket = $d/submit.sock
+control_socket = $d/mgsmtpd.ctl
 lmtp = $(layout_lmtp_target "${1:-}")
 auth = $(layout_auth_target)
 
@@ -295,9 +404,28 @@ listen = $smtp_host:$submission_port
 # No remote mail in this benchmark; should some appear, it stays queued.
 relayhost = 127.0.0.1:9
 CONF
-    if [ -n "$extra_conf" ]; then
-        printf '\n# BENCH_EXTRA_CONF\n%s\n' "$extra_conf" >>"$mda_conf"
+}
+
+conf_extra() {
+    [ -z "$extra_conf" ] || printf '\n# BENCH_EXTRA_CONF\n%s\n' "$extra_conf"
+}
+
+# layout_write_conf [held]: the configuration of both daemons.
+layout_write_conf() {
+    if [ "$layout" = single ]; then
+        { conf_common ""; conf_mda; conf_mta "${1:-}"; conf_extra; } >"$mda_conf"
+    else
+        { conf_common mda.bench.test; conf_mda; conf_extra; } >"$mda_conf"
+        { conf_common mta.bench.test; conf_mta "${1:-}"; conf_extra; } >"$mta_conf"
     fi
+}
+
+# listening PID PORT: whether something listens on PORT (TCP) in the
+# network namespace of process PID.
+listening() {
+    hex=$(printf '%04X' "$2")
+    cat "/proc/$1/net/tcp" "/proc/$1/net/tcp6" 2>/dev/null |
+        awk -v h=":$hex" '$2 ~ h"$" && $4 == "0A" { f = 1 } END { exit !f }'
 }
 
 mda_pids() {
@@ -307,49 +435,51 @@ mta_pids() {
     tree_pids "$smtpd_pid"
 }
 
-start_mda() {
-    "$bin/mgimapd" -c "$mda_conf" >>"$dir/log/mgimapd.log" 2>&1 &
-    imapd_pid=$!
+mda_ready() {
+    [ -S "$mda_dir/lmtp.sock" ] && [ -S "$mda_dir/auth.sock" ] &&
+        listening "$imapd_pid" "$imaps_port" && [ "$(mda_pids | wc -l)" -ge 2 ] || return 1
+    [ "$layout" = single ] && return 0
+    listening "$imapd_pid" "$lmtp_port" && listening "$imapd_pid" "$auth_port"
+}
+
+mta_ready() {
+    # The control socket comes last, after the listeners and the queue.
+    [ -S "$mta_dir/mgsmtpd.ctl" ] && listening "$smtpd_pid" "$smtp_port" &&
+        listening "$smtpd_pid" "$submission_port"
+}
+
+# start_daemon NAME READY: starts NAME (mgimapd on the MDA host, mgsmtpd
+# on the MTA host) and waits until READY succeeds; sets its pid.
+start_daemon() {
+    if [ "$1" = mgimapd ]; then
+        (layout_exec mda "$bin/mgimapd" -c "$mda_conf") >>"$dir/log/mgimapd.log" 2>&1 &
+        imapd_pid=$!
+        pid=$imapd_pid
+    else
+        (layout_exec mta "$bin/mgsmtpd" -c "$mta_conf") >>"$dir/log/mgsmtpd.log" 2>&1 &
+        smtpd_pid=$!
+        pid=$smtpd_pid
+    fi
     i=0
     while [ $i -lt 100 ]; do
-        if [ -S "$dir/lmtp.sock" ] && [ -S "$dir/auth.sock" ] && port_in_use "$imaps_port" && \
-            [ "$(mda_pids | wc -l)" -ge 2 ]; then
-            return 0
-        fi
-        if ! kill -0 "$imapd_pid" 2>/dev/null; then
-            echo "bench: mgimapd did not start:" >&2
-            tail -5 "$dir/log/mgimapd.log" >&2
-            imapd_pid=""
+        "$2" && return 0
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "bench: $1 did not start:" >&2
+            tail -5 "$dir/log/$1.log" >&2
             exit 1
         fi
         sleep 0.1
         i=$((i + 1))
     done
-    echo "bench: mgimapd did not come up in 10 s" >&2
+    echo "bench: $1 did not come up in 10 s" >&2
     exit 1
 }
 
+start_mda() {
+    start_daemon mgimapd mda_ready
+}
 start_mta() {
-    "$bin/mgsmtpd" -c "$mta_conf" >>"$dir/log/mgsmtpd.log" 2>&1 &
-    smtpd_pid=$!
-    i=0
-    while [ $i -lt 100 ]; do
-        # The control socket comes last, after the listeners and the queue.
-        if [ -S "$dir/mgsmtpd.ctl" ] && port_in_use "$smtp_port" && \
-            port_in_use "$submission_port"; then
-            return 0
-        fi
-        if ! kill -0 "$smtpd_pid" 2>/dev/null; then
-            echo "bench: mgsmtpd did not start:" >&2
-            tail -5 "$dir/log/mgsmtpd.log" >&2
-            smtpd_pid=""
-            exit 1
-        fi
-        sleep 0.1
-        i=$((i + 1))
-    done
-    echo "bench: mgsmtpd did not come up in 10 s" >&2
-    exit 1
+    start_daemon mgsmtpd mta_ready
 }
 
 # stop_daemon NAME PID
@@ -373,13 +503,13 @@ stop_daemon() {
 stop_mda() {
     stop_daemon mgimapd "$imapd_pid"
     imapd_pid=""
-    rm -f "$dir/lmtp.sock" "$dir/auth.sock"
+    rm -f "$mda_dir/lmtp.sock" "$mda_dir/auth.sock"
 }
 
 stop_mta() {
     stop_daemon mgsmtpd "$smtpd_pid"
     smtpd_pid=""
-    rm -f "$dir/mgsmtpd.ctl" "$dir/submit.sock"
+    rm -f "$mta_dir/mgsmtpd.ctl" "$mta_dir/submit.sock"
 }
 
 trap cleanup EXIT
@@ -387,12 +517,10 @@ trap 'exit 130' INT TERM
 
 # ---- the instance ----
 
-layout_init
 umask 077
-mkdir -p "$dir/tls" "$dir/mail" "$dir/index" "$dir/spool" "$dir/log"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-    -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
-    -keyout "$dir/tls/key.pem" -out "$dir/tls/cert.pem" >/dev/null 2>&1
+mkdir -p "$dir/tls" "$dir/log"
+layout_init
+layout_make_keys
 layout_write_conf
 password=$(openssl rand -hex 12)
 printf 'user1@%s:%s\n' "$domain" "$password" >"$dir/auth"
@@ -421,7 +549,7 @@ smtp_load() { # smtp_load WORKLOAD [-q] [-n N]: the load tool for one workload
         c) set -- -H "$smtp_host" -p "$submission_port" -m tls --auth-file "$dir/auth" \
             -f "user1@$domain" "$@" ;;
     esac
-    "$tools/smtp_load" -c "$sessions" -s "$size" -r "user%d@$domain" -R "1-$users" "$@"
+    layout_on mta "$tools/smtp_load" -c "$sessions" -s "$size" -r "user%d@$domain" -R "1-$users" "$@"
 }
 
 echo "bench: warming up (one message per user)"
@@ -516,7 +644,7 @@ all_ok=1
 echo
 echo "Mailgenic MTA benchmark: $(date -u '+%Y-%m-%d %H:%M UTC'), $cpus CPUs, load average before: $load_before"
 echo "programs: $bin; $messages messages of $size bytes to $users users, $sessions sessions, fsync on; log_level $log_level"
-echo "instance on: $(df -PT "$dir" | awk 'NR == 2 { print $2 " (" $1 ", mounted on " $7 ")" }')"
+echo "layout: $layout; instance on: $(df -PT "$dir" | awk 'NR == 2 { print $2 " (" $1 ", mounted on " $7 ")" }')"
 echo
 row "measurement" "result" "target" "verdict"
 while read -r w rate sent ok cpu_s cpu_i cpu_a cpu_t p50 p99 machine client l0 l1; do
