@@ -35,8 +35,49 @@ BIN_DIR = os.environ.get("MG_TEST_BIN_DIR", os.path.join(os.getcwd(), "bin"))
 DEPLOY_DIR = os.path.join(SOURCE_DIR, "deploy")
 CACHE_DIR = os.environ.get("MG_DEPLOY_CACHE",
                            os.path.join(SOURCE_DIR, ".cache", "debootstrap-bookworm"))
-MIRROR = os.environ.get("MG_DEBIAN_MIRROR", "http://deb.debian.org/debian")
-SECURITY_MIRROR = os.environ.get("MG_DEBIAN_SECURITY_MIRROR", "http://deb.debian.org/debian-security")
+def _host_mirrors():
+    """The Debian mirrors this host's apt uses (a CI machine may reach only
+    its own mirror or proxy): (main, security), deb.debian.org where the
+    sources do not say."""
+    main, security = "http://deb.debian.org/debian", "http://deb.debian.org/debian-security"
+    uris = []
+    for path in ("/etc/apt/sources.list.d/debian.sources", "/etc/apt/sources.list"):
+        try:
+            with open(path) as f:
+                for line in f:
+                    words = line.split()
+                    if words[:1] == ["URIs:"]:
+                        uris += words[1:]
+                    elif words[:1] == ["deb"]:
+                        uris += [w for w in words[1:] if "://" in w][:1]
+        except OSError:
+            continue
+    for uri in uris:
+        uri = uri.rstrip("/")
+        if uri.endswith("-security"):
+            security = uri
+        elif uri.startswith(("http://", "https://")) and main.startswith("http://deb.debian.org"):
+            main = uri
+    return main, security
+
+
+def _proxy_env():
+    """The environment with apt's HTTP proxy (Acquire::http::Proxy), if
+    the host has one, for debootstrap, which reads only http_proxy."""
+    env = dict(os.environ)
+    try:
+        r = subprocess.run(["apt-config", "shell", "PROXY", "Acquire::http::Proxy"],
+                           capture_output=True, text=True, timeout=30)
+        proxy = r.stdout.strip().partition("=")[2].strip("'\"")
+    except (OSError, subprocess.SubprocessError):
+        proxy = ""
+    if proxy and "http_proxy" not in env:
+        env["http_proxy"] = proxy
+    return env
+
+
+MIRROR = os.environ.get("MG_DEBIAN_MIRROR", _host_mirrors()[0])
+SECURITY_MIRROR = os.environ.get("MG_DEBIAN_SECURITY_MIRROR", _host_mirrors()[1])
 SUITE = "bookworm"
 # What a Debian 12 server has beyond minbase: systemd (units, systemctl,
 # systemd-analyze), and what the tests use inside.
@@ -180,7 +221,7 @@ def ensure_cache():
         log(f"debootstrap {SUITE} into {tmp} (once; later runs reuse it)")
         started = time.monotonic()
         r = run(["debootstrap", "--variant=minbase", f"--include={BASE_PACKAGES}",
-                 SUITE, tmp, MIRROR], check=False)
+                 SUITE, tmp, MIRROR], check=False, env=_proxy_env())
         if r.returncode != 0:
             shutil.rmtree(tmp, ignore_errors=True)
             tail = (r.stdout + r.stderr)[-2000:]
