@@ -48,34 +48,9 @@ static const char *const records[] = {
 
 /* ---- running the loop ---- */
 
-struct until {
-    uv_timer_t timer;
-    bool (*done)(void *ctx);
-    void *ctx;
-};
-
-static void until_cb(uv_timer_t *t)
-{
-    struct until *u = t->data;
-    if (u->done(u->ctx))
-        uv_stop(t->loop);
-}
-
 static void run_until(uv_loop_t *loop, bool (*done)(void *ctx), void *ctx, double seconds)
 {
-    struct until u = { .done = done, .ctx = ctx };
-    uv_timer_init(loop, &u.timer);
-    u.timer.data = &u;
-    uv_timer_start(&u.timer, until_cb, 2, 2);
-    uv_update_time(loop);
-    uint64_t deadline = uv_now(loop) + (uint64_t)(seconds * 1000);
-    while (!done(ctx) && uv_now(loop) < deadline) {
-        uv_run(loop, UV_RUN_ONCE);
-        uv_update_time(loop);
-    }
-    uv_close((uv_handle_t *)&u.timer, NULL);
-    uv_run(loop, UV_RUN_NOWAIT);
-    if (!done(ctx))
+    if (!testutil_run_until(loop, done, ctx, seconds))
         fail_msg("not done within %.1f s", seconds);
 }
 

@@ -364,35 +364,6 @@ static void sink_free(struct sink *k)
 
 /* ---- running ---- */
 
-struct until {
-    uv_timer_t timer;
-    bool (*done)(void *ctx);
-    void *ctx;
-};
-
-static void until_cb(uv_timer_t *t)
-{
-    struct until *u = t->data;
-    if (u->done(u->ctx))
-        uv_stop(t->loop);
-}
-
-static bool run_until(uv_loop_t *loop, bool (*done)(void *ctx), void *ctx, double seconds)
-{
-    struct until u = { .done = done, .ctx = ctx };
-    uv_timer_init(loop, &u.timer);
-    u.timer.data = &u;
-    uv_timer_start(&u.timer, until_cb, 5, 5);
-    uv_update_time(loop);
-    uint64_t deadline = uv_now(loop) + (uint64_t)(seconds * 1000);
-    while (!done(ctx) && uv_now(loop) < deadline) {
-        uv_run(loop, UV_RUN_ONCE);
-        uv_update_time(loop);
-    }
-    uv_close((uv_handle_t *)&u.timer, NULL);
-    uv_run(loop, UV_RUN_NOWAIT);
-    return done(ctx);
-}
 
 /* ---- the fixture: loop, sink, queue, agent ---- */
 
@@ -457,13 +428,13 @@ static bool sink_closed(void *ctx)
 static void fixture_stop(struct fixture *f)
 {
     remote_agent_stop(f->agent);
-    if (!run_until(&f->loop, agent_idle, f, 10))
+    if (!testutil_run_until(&f->loop, agent_idle, f, 10))
         fail_msg("the agent did not stop: busy %u", remote_agent_busy(f->agent));
     remote_agent_free(&f->agent);
     assert_null(f->agent);
     queue_close(&f->queue);
     mg_listener_close(&f->sink.listener, NULL);
-    if (!run_until(&f->loop, sink_closed, f, 10))
+    if (!testutil_run_until(&f->loop, sink_closed, f, 10))
         fail_msg("sink sessions still open: %u", f->sink.open);
     testutil_close_loop(&f->loop);
     sink_free(&f->sink);
@@ -516,7 +487,7 @@ static void inject(struct fixture *f, const char *from, const char *rcpts, const
     env.client = "test";
     f->committed = 0;
     queue_inject(f->queue, &env, content, len, commit_cb, f);
-    if (!run_until(&f->loop, committed_done, f, 10)) {
+    if (!testutil_run_until(&f->loop, committed_done, f, 10)) {
         capture_restore();
         fail_msg("inject did not commit");
     }
@@ -541,7 +512,7 @@ static bool delivered_done(void *ctx)
 static void wait_delivered(struct fixture *f, size_t txs, size_t queued)
 {
     struct wait_for w = { f, txs, queued };
-    if (!run_until(&f->loop, delivered_done, &w, 20)) {
+    if (!testutil_run_until(&f->loop, delivered_done, &w, 20)) {
         struct mg_buf b = MG_BUF_INIT;
         queue_list(f->queue, &b);
         capture_restore();
@@ -569,7 +540,7 @@ static bool list_has(void *ctx)
 static void wait_list(struct fixture *f, const char *text)
 {
     struct wait_list w = { f, text };
-    if (!run_until(&f->loop, list_has, &w, 20)) {
+    if (!testutil_run_until(&f->loop, list_has, &w, 20)) {
         struct mg_buf b = MG_BUF_INIT;
         queue_list(f->queue, &b);
         capture_restore();
@@ -750,7 +721,7 @@ static void test_remote_connection_reuse(void **state)
     struct fixture f;
     fixture_start(&f, SINK_PLAIN, TRANSPORT(""), NULL);
     inject(&f, "sender@sender.test", "one@dest.test", dotted, sizeof(dotted) - 1);
-    assert_true(run_until(&f.loop, first_delivered, &f, 10));
+    assert_true(testutil_run_until(&f.loop, first_delivered, &f, 10));
     /* The connection is idle now; the next message takes it. */
     inject(&f, "sender@sender.test", "two@dest.test", dotted, sizeof(dotted) - 1);
     wait_delivered(&f, 2, 0);
@@ -763,8 +734,8 @@ static void test_remote_connection_reuse(void **state)
      * timeout of several seconds). */
     uint64_t start = uv_hrtime();
     remote_agent_stop(f.agent);
-    assert_true(run_until(&f.loop, agent_idle, &f, 10));
-    assert_true(run_until(&f.loop, sink_closed, &f, 10));
+    assert_true(testutil_run_until(&f.loop, agent_idle, &f, 10));
+    assert_true(testutil_run_until(&f.loop, sink_closed, &f, 10));
     assert_true((uv_hrtime() - start) / 1000000 < 2000);
     /* Nothing new is taken while stopping. */
     inject(&f, "sender@sender.test", "three@dest.test", dotted, sizeof(dotted) - 1);
@@ -1104,7 +1075,7 @@ static void test_remote_free_in_flight(void **state)
     fixture_start(&f, SINK_PLAIN, TRANSPORT(""), NULL);
     f.sink.data_delay_ms = 5000;
     inject(&f, "sender@sender.test", "slow@dest.test", dotted, sizeof(dotted) - 1);
-    assert_true(run_until(&f.loop, content_arrived, &f, 10));
+    assert_true(testutil_run_until(&f.loop, content_arrived, &f, 10));
     assert_true(remote_agent_busy(f.agent) >= 1);
     remote_agent_free(&f.agent);
     f.agent = NULL;
@@ -1115,7 +1086,7 @@ static void test_remote_free_in_flight(void **state)
     assert_int_equal(queue_count(f.queue), 1);
     queue_close(&f.queue);
     mg_listener_close(&f.sink.listener, NULL);
-    if (!run_until(&f.loop, sink_closed, &f, 10))
+    if (!testutil_run_until(&f.loop, sink_closed, &f, 10))
         fail_msg("sink sessions still open: %u", f.sink.open);
     assert_int_equal(f.sink.n_txs, 0);
     testutil_close_loop(&f.loop);
@@ -1135,9 +1106,9 @@ static void test_remote_stop_with_waiting(void **state)
     f.sink.data_delay_ms = 300;
     inject(&f, "sender@sender.test", "first@dest.test", dotted, sizeof(dotted) - 1);
     inject(&f, "sender@sender.test", "second@dest.test", dotted, sizeof(dotted) - 1);
-    assert_true(run_until(&f.loop, content_arrived, &f, 10));
+    assert_true(testutil_run_until(&f.loop, content_arrived, &f, 10));
     remote_agent_stop(f.agent);
-    assert_true(run_until(&f.loop, agent_idle, &f, 10));
+    assert_true(testutil_run_until(&f.loop, agent_idle, &f, 10));
     assert_int_equal(f.sink.n_txs, 1);
     assert_string_equal(f.sink.txs[0].rcpts[0], "first@dest.test");
     wait_list(&f, "(mail system is stopping)");

@@ -276,3 +276,33 @@ void testutil_dnsmasq_stop(struct testutil_dnsmasq **dnsmasq)
     waitpid(d->pid, NULL, 0);
     free(d);
 }
+
+struct testutil_until {
+    uv_timer_t timer;
+    bool (*done)(void *ctx);
+    void *ctx;
+};
+
+static void until_cb(uv_timer_t *t)
+{
+    struct testutil_until *u = t->data;
+    if (u->done(u->ctx))
+        uv_stop(t->loop);
+}
+
+bool testutil_run_until(uv_loop_t *loop, bool (*done)(void *ctx), void *ctx, double seconds)
+{
+    struct testutil_until u = { .done = done, .ctx = ctx };
+    uv_timer_init(loop, &u.timer);
+    u.timer.data = &u;
+    uv_timer_start(&u.timer, until_cb, 2, 2);
+    uv_update_time(loop);
+    uint64_t deadline = uv_now(loop) + (uint64_t)(seconds * 1000);
+    while (!done(ctx) && uv_now(loop) < deadline) {
+        uv_run(loop, UV_RUN_ONCE);
+        uv_update_time(loop);
+    }
+    uv_close((uv_handle_t *)&u.timer, NULL);
+    uv_run(loop, UV_RUN_NOWAIT);
+    return done(ctx);
+}

@@ -4,6 +4,7 @@
 
 #include <setjmp.h> /* cmocka needs these before cmocka.h */
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -26,6 +27,11 @@ char *testutil_source_path(const char *rel);
 /* Runs the loop until it has nothing to do or `seconds` pass; a timeout
  * fails the test (a hung loop is a bug, not a slow machine). */
 void testutil_run_loop(struct uv_loop_s *loop, double seconds);
+/* Runs the loop until done(ctx) is true (checked every few ms and after
+ * each turn) or `seconds` pass; returns done(ctx). Leaves no handle of
+ * its own behind. */
+bool testutil_run_until(struct uv_loop_s *loop, bool (*done)(void *ctx), void *ctx,
+                        double seconds);
 /* Closes every handle still open and runs the loop until it is empty, then
  * asserts uv_loop_close() succeeds. */
 void testutil_close_loop(struct uv_loop_s *loop);
