@@ -362,9 +362,6 @@ static void sink_free(struct sink *k)
     mg_tls_context_unref(&k->starttls);
 }
 
-/* ---- running ---- */
-
-
 /* ---- the fixture: loop, sink, queue, agent ---- */
 
 struct fixture {
