@@ -71,6 +71,7 @@ static const struct setting_def settings_schema[] = {
     { "mda", "group", T_STRING, S(mda, group), "mgimap", NOLIMIT },
     { "mda", "mail_dir", T_PATH, S(mda, mail_dir), "/var/lib/mailgenic/mail", NOLIMIT },
     { "mda", "index_dir", T_PATH, S(mda, index_dir), "/var/lib/mailgenic/index", NOLIMIT },
+    { "mda", "index_cache_size", T_SIZE, S(mda, index_cache_size), "256M", 16777216, 1099511627776ull, NULL },
 
     { "imap", "listen", T_LISTEN, S(imap, listen), "*:993", NOLIMIT },
     { "imap", "max_connections", T_UINT, S(imap, max_connections), "10000", 1, 1000000, NULL },

@@ -68,6 +68,7 @@ struct mg_settings_mda {
     char *group;
     char *mail_dir;
     char *index_dir;
+    uint64_t index_cache_size;
 };
 
 struct mg_settings_imap {

@@ -327,7 +327,8 @@ int main(int argc, char **argv)
         mg_log_warning("mgimapd", "running as root: set [mda] user (development only)");
 
     struct store_settings ss = { .mail_dir = d.settings->mda.mail_dir,
-                                 .index_dir = d.settings->mda.index_dir };
+                                 .index_dir = d.settings->mda.index_dir,
+                                 .index_cache_bytes = d.settings->mda.index_cache_size };
     if (store_open(d.loop, &ss, &d.store, &error) != 0)
         mg_log_fatal("mgimapd", "%s", error);
     struct mg_auth_client_settings as = { .endpoint = &d.auth_endpoint,

@@ -197,14 +197,24 @@ int index_env_open(const char *dir, uint64_t cache_bytes, struct index_env **env
     }
     dbenv->set_errcall(dbenv, index_errcall);
     if (cache_bytes == 0)
-        cache_bytes = 64ull << 20;
+        cache_bytes = INDEX_CACHE_DEFAULT;
+    /* A cache that holds the working set: once it is full, every page
+     * read has to evict one first, and with multi-version readers that
+     * search dominates the CPU time of a delivery. */
     dbenv->set_cachesize(dbenv, (u_int32_t)(cache_bytes >> 30), (u_int32_t)(cache_bytes & ((1u << 30) - 1)), 1);
     dbenv->set_lk_detect(dbenv, DB_LOCK_DEFAULT);
     /* Every open user database and every snapshot reader needs lock
-     * objects and transaction slots; defaults are sized for a handful. */
+     * objects and transaction slots; defaults are sized for a handful.
+     * These are limits: Berkeley DB allocates lock structures as they are
+     * used. */
     dbenv->set_lk_max_lockers(dbenv, 20000);
     dbenv->set_lk_max_locks(dbenv, 200000);
     dbenv->set_lk_max_objects(dbenv, 200000);
+    /* The object hash table is allocated whole, and every lock request
+     * touches a random bucket of it: sized for the limit above (262,147
+     * buckets, 4 MiB) it made each process map megabytes of it. A few
+     * thousand objects are locked at a time at most. */
+    dbenv->set_lk_tablesize(dbenv, 16381);
     dbenv->set_tx_max(dbenv, 2000);
     dbenv->set_lg_bsize(dbenv, 2u << 20);
     dbenv->set_lg_max(dbenv, 16u << 20);
@@ -237,9 +247,11 @@ static int close_user_cb(const char *key, void *value, void *ctx)
         slot->user.db->close(slot->user.db, 0);
     free(slot->user.address);
     free(slot->user.file);
+    free(slot->user.synced);
     pthread_mutex_destroy(&slot->open_lock);
     pthread_mutex_destroy(&slot->user.verify_lock);
     pthread_mutex_destroy(&slot->user.subscriptions_lock);
+    pthread_mutex_destroy(&slot->user.synced_lock);
     free(slot);
     return 1;
 }
@@ -248,6 +260,7 @@ void index_env_close(struct index_env **env)
 {
     if (*env == NULL)
         return;
+    index_env_clear_synced(*env);
     mg_strmap_foreach((*env)->users, close_user_cb, NULL);
     mg_strmap_free(&(*env)->users);
     (*env)->dbenv->txn_checkpoint((*env)->dbenv, 0, 0, 0);
@@ -325,6 +338,7 @@ int index_env_user(struct index_env *env, const char *address, struct index_user
         pthread_mutex_init(&slot->open_lock, NULL);
         pthread_mutex_init(&slot->user.verify_lock, NULL);
         pthread_mutex_init(&slot->user.subscriptions_lock, NULL);
+        pthread_mutex_init(&slot->user.synced_lock, NULL);
         mg_strmap_set(env->users, address, slot);
     }
     slot->user.refcount++;
@@ -375,6 +389,11 @@ static int close_idle_cb(const char *key, void *value, void *ctx)
     struct index_user_slot *slot = value;
     if (slot->user.refcount > 0 || now - slot->last_used < USER_IDLE_SECONDS)
         return 0;
+    pthread_mutex_lock(&slot->user.synced_lock);
+    bool has_synced = slot->user.n_synced > 0;
+    pthread_mutex_unlock(&slot->user.synced_lock);
+    if (has_synced)
+        return 0; /* the next housekeeping deletes them first */
     return close_user_cb(key, value, NULL);
 }
 
@@ -384,6 +403,89 @@ void index_env_close_idle(struct index_env *env)
     pthread_mutex_lock(&env->lock);
     mg_strmap_foreach(env->users, close_idle_cb, &now);
     pthread_mutex_unlock(&env->lock);
+}
+
+struct synced_users {
+    struct index_user **users;
+    size_t count;
+};
+
+static int collect_synced_cb(const char *key, void *value, void *ctx)
+{
+    (void)key;
+    struct synced_users *c = ctx;
+    struct index_user_slot *slot = value;
+    if (slot->user.db == NULL)
+        return 0;
+    pthread_mutex_lock(&slot->user.synced_lock);
+    bool has_synced = slot->user.n_synced > 0;
+    pthread_mutex_unlock(&slot->user.synced_lock);
+    if (has_synced) {
+        slot->user.refcount++;
+        c->users = mg_reallocarray(c->users, c->count + 1, sizeof(*c->users));
+        c->users[c->count++] = &slot->user;
+    }
+    return 0;
+}
+
+void index_env_clear_synced(struct index_env *env)
+{
+    struct synced_users c = { NULL, 0 };
+    pthread_mutex_lock(&env->lock);
+    mg_strmap_foreach(env->users, collect_synced_cb, &c);
+    pthread_mutex_unlock(&env->lock);
+    for (size_t i = 0; i < c.count; i++) {
+        struct index_user *u = c.users[i];
+        size_t n;
+        struct index_pending *list = index_user_take_synced(u, &n);
+        int r = DB_LOCK_DEADLOCK;
+        for (int attempt = 0; attempt < 10 && index_is_retryable(r); attempt++) {
+            DB_TXN *txn;
+            if ((r = index_txn_begin(env, false, &txn)) != 0)
+                break;
+            for (size_t k = 0; r == 0 && k < n; k++)
+                r = index_del_pending(u->db, txn, list[k].mailbox_id, list[k].uid);
+            if (r == 0)
+                r = index_txn_commit(txn, false);
+            else
+                index_txn_abort(txn);
+        }
+        /* Left for the next round (or the next verification, which checks
+         * the files again): never an error for anyone. */
+        if (r != 0)
+            index_user_return_synced(u, list, n);
+        free(list);
+        index_user_unref(env, &u);
+    }
+    free(c.users);
+}
+
+void index_user_note_synced(struct index_user *user, uint32_t mailbox_id, uint32_t uid)
+{
+    pthread_mutex_lock(&user->synced_lock);
+    if (user->n_synced == user->cap_synced) {
+        user->cap_synced = user->cap_synced ? user->cap_synced * 2 : 8;
+        user->synced = mg_reallocarray(user->synced, user->cap_synced, sizeof(*user->synced));
+    }
+    user->synced[user->n_synced++] = (struct index_pending){ mailbox_id, uid };
+    pthread_mutex_unlock(&user->synced_lock);
+}
+
+struct index_pending *index_user_take_synced(struct index_user *user, size_t *count_r)
+{
+    pthread_mutex_lock(&user->synced_lock);
+    struct index_pending *list = user->synced;
+    *count_r = user->n_synced;
+    user->synced = NULL;
+    user->n_synced = user->cap_synced = 0;
+    pthread_mutex_unlock(&user->synced_lock);
+    return list;
+}
+
+void index_user_return_synced(struct index_user *user, struct index_pending *list, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        index_user_note_synced(user, list[i].mailbox_id, list[i].uid);
 }
 
 int index_env_discard_user(struct index_env *env, const char *address)
@@ -520,7 +622,8 @@ int index_get_mailbox(DB *db, DB_TXN *txn, const char *name, bool for_update,
     return r;
 }
 
-int index_put_mailbox(DB *db, DB_TXN *txn, const char *name, const struct index_mailbox_rec *rec)
+int index_put_mailbox(DB *db, DB_TXN *txn, const char *name, const struct index_mailbox_rec *rec,
+                      bool with_name)
 {
     struct mg_buf k = MG_BUF_INIT, b = MG_BUF_INIT;
     mailbox_key(&k, 'B', name);
@@ -536,7 +639,7 @@ int index_put_mailbox(DB *db, DB_TXN *txn, const char *name, const struct index_
     put_u64(&b, rec->bytes);
     put_u8(&b, rec->special_use);
     int r = db_put(db, txn, k.data, k.len, b.data, b.len);
-    if (r == 0) {
+    if (r == 0 && with_name) {
         unsigned char ik[5];
         key_id(ik, 'I', rec->id);
         r = db_put(db, txn, ik, sizeof(ik), name, strlen(name));
@@ -713,6 +816,20 @@ int index_put_subscription(DB *db, DB_TXN *txn, const char *name, bool subscribe
     return r;
 }
 
+int index_put_pending(DB *db, DB_TXN *txn, uint32_t mailbox_id, uint32_t uid)
+{
+    unsigned char k[9];
+    key_id_uid(k, 'P', mailbox_id, uid);
+    return db_put(db, txn, k, sizeof(k), "", 0);
+}
+
+int index_del_pending(DB *db, DB_TXN *txn, uint32_t mailbox_id, uint32_t uid)
+{
+    unsigned char k[9];
+    key_id_uid(k, 'P', mailbox_id, uid);
+    return db_del(db, txn, k, sizeof(k));
+}
+
 /* ---- cursor walks ---- */
 
 /* Walks keys in [start, start+start_len...) while they begin with prefix. */
@@ -863,6 +980,30 @@ static int walk_subs_cb(const DBT *key, const DBT *data, void *ctx)
     memcpy(name, (const char *)key->data + 1, n);
     name[n] = '\0';
     return w->cb(name, w->ctx);
+}
+
+struct walk_pending_ctx {
+    int (*cb)(uint32_t uid, void *ctx);
+    void *ctx;
+};
+
+static int walk_pending_cb(const DBT *key, const DBT *data, void *ctx)
+{
+    (void)data;
+    struct walk_pending_ctx *w = ctx;
+    if (key->size != 9)
+        return 0;
+    return w->cb(be32((const unsigned char *)key->data + 5), w->ctx);
+}
+
+int index_walk_pending(DB *db, DB_TXN *txn, uint32_t mailbox_id,
+                       int (*cb)(uint32_t uid, void *ctx), void *ctx)
+{
+    unsigned char prefix[5];
+    key_id(prefix, 'P', mailbox_id);
+    struct walk_pending_ctx w = { cb, ctx };
+    return walk_prefix(db, txn, prefix, sizeof(prefix), prefix, sizeof(prefix), false,
+                       walk_pending_cb, &w);
 }
 
 int index_walk_subscriptions(DB *db, DB_TXN *txn, int (*cb)(const char *name, void *ctx),

@@ -15,6 +15,11 @@
  *   'Q' <id:4> <modseq:8> <uid:4>  change index: messages by MODSEQ
  *   'X' <id:4> <modseq:8> <uid:4>  expunged UIDs by MODSEQ
  *   'S' <name>                   subscription
+ *   'P' <id:4> <uid:4>           a delivery whose file was renamed into
+ *                                 place before its data was known to be on
+ *                                 disk: the next verification checks the
+ *                                 file (storage.md, Durability); removed
+ *                                 once the file is known to be durable
  *
  * Readers use snapshot transactions (DB_MULTIVERSION): they never wait
  * for a writer, so the event loop may read. Writers run in the thread pool.
@@ -44,6 +49,17 @@ struct index_user {
      * is written, so that the last writer writes the last state. */
     pthread_mutex_t subscriptions_lock;
     bool is_verified;            /* the Maildir was compared with the index */
+    /* 'P' records of deliveries of this process whose files are durable
+     * now, to be deleted by the user's next write (index_user_take_synced). */
+    pthread_mutex_t synced_lock;
+    struct index_pending *synced;
+    size_t n_synced, cap_synced;
+};
+
+/* A 'P' record's key. */
+struct index_pending {
+    uint32_t mailbox_id;
+    uint32_t uid;
 };
 
 struct index_user_rec {
@@ -81,7 +97,9 @@ struct index_msg_rec {
     char base[200];
 };
 
-/* Opens (creating) the environment. cache_bytes: Berkeley DB cache size. */
+/* Opens (creating) the environment. cache_bytes: Berkeley DB cache size
+ * (0: INDEX_CACHE_DEFAULT). */
+#define INDEX_CACHE_DEFAULT (256ull << 20)
 int index_env_open(const char *dir, uint64_t cache_bytes, struct index_env **env_r,
                    char **error_r);
 void index_env_close(struct index_env **env);
@@ -99,6 +117,9 @@ void index_user_unref(struct index_env *env, struct index_user **user);
 struct index_user *index_env_user_peek(struct index_env *env, const char *address);
 /* Closes handles without references that were idle. */
 void index_env_close_idle(struct index_env *env);
+/* Deletes the 'P' records noted with index_user_note_synced that no write
+ * has taken yet (housekeeping; thread pool). */
+void index_env_clear_synced(struct index_env *env);
 /* Moves a damaged database aside (file.broken-<time>) so it is rebuilt. */
 int index_env_discard_user(struct index_env *env, const char *address);
 
@@ -120,7 +141,10 @@ void index_user_rec_clear(struct index_user_rec *rec);
 
 int index_get_mailbox(DB *db, DB_TXN *txn, const char *name, bool for_update,
                       struct index_mailbox_rec *rec);
-int index_put_mailbox(DB *db, DB_TXN *txn, const char *name, const struct index_mailbox_rec *rec);
+/* Writes the mailbox record; with_name also writes the 'I' record (id ->
+ * name), which only creating and renaming a mailbox change. */
+int index_put_mailbox(DB *db, DB_TXN *txn, const char *name, const struct index_mailbox_rec *rec,
+                      bool with_name);
 int index_del_mailbox(DB *db, DB_TXN *txn, const char *name, uint32_t id);
 /* The name of mailbox id (malloc'd into *name_r). */
 int index_get_mailbox_name(DB *db, DB_TXN *txn, uint32_t id, char **name_r);
@@ -144,6 +168,20 @@ int index_get_cache(DB *db, DB_TXN *txn, uint32_t mailbox_id, uint32_t uid,
                     struct mg_buf *out, size_t offsets_r[3], size_t lengths_r[3]);
 
 int index_put_subscription(DB *db, DB_TXN *txn, const char *name, bool subscribed);
+
+/* 'P' records (see above). */
+int index_put_pending(DB *db, DB_TXN *txn, uint32_t mailbox_id, uint32_t uid);
+int index_del_pending(DB *db, DB_TXN *txn, uint32_t mailbox_id, uint32_t uid);
+/* The UIDs with a 'P' record in the mailbox, in UID order. */
+int index_walk_pending(DB *db, DB_TXN *txn, uint32_t mailbox_id,
+                       int (*cb)(uint32_t uid, void *ctx), void *ctx);
+/* Notes that a delivery's file is durable: its 'P' record may go. */
+void index_user_note_synced(struct index_user *user, uint32_t mailbox_id, uint32_t uid);
+/* Takes the noted records (to free); a write deletes them in its
+ * transaction, and gives them back with index_user_return_synced when the
+ * transaction fails. */
+struct index_pending *index_user_take_synced(struct index_user *user, size_t *count_r);
+void index_user_return_synced(struct index_user *user, struct index_pending *list, size_t count);
 
 /* Cursor walks. Callbacks return 0 to go on, non-zero to stop (returned). */
 typedef int index_msg_cb(const struct index_msg_rec *rec, void *ctx);

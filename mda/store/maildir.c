@@ -85,6 +85,136 @@ void maildir_final_base(char out[MAILDIR_BASE_MAX], const char *base, uint64_t s
     snprintf(out, MAILDIR_BASE_MAX, "%s,S=%" PRIu64 ",U=%" PRIu32, base, size, uid);
 }
 
+void maildir_final_base_checked(char out[MAILDIR_BASE_MAX], const char *base, uint64_t size,
+                                uint32_t uid, uint32_t checksum)
+{
+    snprintf(out, MAILDIR_BASE_MAX, "%s,C=%08" PRIx32 ",S=%" PRIu64 ",U=%" PRIu32, base,
+             checksum, size, uid);
+}
+
+/* CRC-32C (Castagnoli), eight bytes at a time with the SSE 4.2
+ * instruction when the CPU has it, a byte at a time from a table
+ * otherwise. */
+static uint32_t crc32c_table[256];
+static pthread_once_t crc32c_once = PTHREAD_ONCE_INIT;
+static bool crc32c_has_sse42;
+
+static void crc32c_init(void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++)
+            c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
+        crc32c_table[i] = c;
+    }
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    crc32c_has_sse42 = __builtin_cpu_supports("sse4.2");
+#endif
+}
+
+#if defined(__x86_64__)
+__attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t crc, const unsigned char *p,
+                                                              size_t len)
+{
+    uint64_t c = crc;
+    while (len >= 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        c = __builtin_ia32_crc32di(c, v);
+        p += 8;
+        len -= 8;
+    }
+    uint32_t c32 = (uint32_t)c;
+    while (len-- > 0)
+        c32 = __builtin_ia32_crc32qi(c32, *p++);
+    return c32;
+}
+#endif
+
+uint32_t maildir_checksum(uint32_t crc, const void *data, size_t len)
+{
+    pthread_once(&crc32c_once, crc32c_init);
+    const unsigned char *p = data;
+    crc = ~crc;
+#if defined(__x86_64__)
+    if (crc32c_has_sse42)
+        return ~crc32c_sse42(crc, p, len);
+#endif
+    while (len-- > 0)
+        crc = crc32c_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
+    return ~crc;
+}
+
+/* ",C=<8 hex digits>" in the base of a file name. */
+static int name_checksum(const char *name, size_t base_len, uint32_t *sum_r)
+{
+    for (const char *p = memchr(name, ',', base_len); p != NULL && p + 11 <= name + base_len;
+         p = memchr(p + 1, ',', (size_t)(name + base_len - p - 1))) {
+        if (p[1] != 'C' || p[2] != '=')
+            continue;
+        uint32_t v = 0;
+        size_t i = 0;
+        for (; i < 8; i++) {
+            char c = p[3 + i];
+            int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+            if (d < 0)
+                break;
+            v = v << 4 | (uint32_t)d;
+        }
+        if (i == 8 && (p + 11 == name + base_len || p[11] == ',')) {
+            *sum_r = v;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int maildir_file_check(const char *path)
+{
+    const char *name = strrchr(path, '/');
+    name = name != NULL ? name + 1 : path;
+    uint32_t uid = 0, want_sum;
+    uint64_t want_size = 0;
+    size_t base_len;
+    unsigned flags;
+    maildir_parse_name(name, &uid, &want_size, &base_len, &flags);
+    if (name_checksum(name, base_len, &want_sum) != 0)
+        return -1;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    if ((uint64_t)st.st_size != want_size) {
+        close(fd);
+        return 0;
+    }
+    uint32_t sum = 0;
+    char buf[16384];
+    int r = 1;
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            r = -errno;
+            break;
+        }
+        if (n == 0)
+            break;
+        sum = maildir_checksum(sum, buf, (size_t)n);
+    }
+    close(fd);
+    if (r < 0)
+        return r;
+    return sum == want_sum ? 1 : 0;
+}
+
 void maildir_flags_letters(unsigned flags, char out[8])
 {
     size_t n = 0;

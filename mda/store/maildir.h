@@ -56,6 +56,18 @@ void maildir_new_base(char out[MAILDIR_BASE_MAX]);
 /* The final base: base ",S=<size>,U=<uid>". */
 void maildir_final_base(char out[MAILDIR_BASE_MAX], const char *base, uint64_t size,
                         uint32_t uid);
+/* The same with ",C=<checksum>" (8 hex digits) before the size: the name of
+ * a message renamed into place before its data is known to be on disk,
+ * so that a file a crash cut short is recognised (maildir_file_check). */
+void maildir_final_base_checked(char out[MAILDIR_BASE_MAX], const char *base, uint64_t size,
+                                uint32_t uid, uint32_t checksum);
+/* CRC-32C of data, continuing from crc (0 to start). */
+uint32_t maildir_checksum(uint32_t crc, const void *data, size_t len);
+/* Whether the file at path holds what its name promises: the size of
+ * ",S=" and the checksum of ",C=". Returns 1 when it does, 0 when it does
+ * not (a write a crash cut short), -1 when the name carries no checksum
+ * (nothing to check), -errno when the file cannot be read. */
+int maildir_file_check(const char *path);
 /* "cur/<base>:2,<flags>" or "new/<base>", relative to the folder. */
 void maildir_file_rel(char *out, size_t size, const char *base, bool in_new, unsigned flags);
 /* Parses ",U=<uid>" and ",S=<size>" out of a file name (any directory);

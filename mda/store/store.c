@@ -42,6 +42,19 @@ int store_status_from_errno(int err)
     return STORE_ERR_INTERNAL;
 }
 
+int store_status_from_db(int r)
+{
+    if (r == 0)
+        return STORE_OK;
+    if (r == DB_NOTFOUND)
+        return STORE_ERR_NOT_FOUND;
+    if (r > 0)
+        return store_status_from_errno(r);
+    if (r == STORE_ERR_OVER_QUOTA || r == STORE_ERR_LIMIT || r == STORE_ERR_NOT_FOUND)
+        return r;
+    return STORE_ERR_INTERNAL;
+}
+
 /* ---- jobs ---- */
 
 static void job_work_cb(uv_work_t *req)
@@ -112,6 +125,7 @@ int store_txn_run(struct store *store, bool sync, int (*body)(DB_TXN *txn, void 
 
 static void housekeeping_work(struct store_job *job)
 {
+    index_env_clear_synced(job->store->index);
     index_env_checkpoint(job->store->index);
     index_env_close_idle(job->store->index);
 }
@@ -144,6 +158,7 @@ int store_open(uv_loop_t *loop, const struct store_settings *settings, struct st
     store->mail_dir = mg_strdup(settings->mail_dir);
     store->users = mg_strmap_new();
     store->watches = mg_strmap_new();
+    store->syncer = fsync_pool_new(STORE_SYNC_THREADS);
     uv_timer_init(loop, &store->housekeeping);
     store->housekeeping.data = store;
     uv_timer_start(&store->housekeeping, housekeeping_cb, STORE_HOUSEKEEPING_MS,
@@ -163,6 +178,7 @@ static void store_free_cb(uv_handle_t *handle)
     struct store *store = handle->data;
     mg_strmap_free(&store->users);
     mg_strmap_free(&store->watches);
+    fsync_pool_free(&store->syncer);
     index_env_close(&store->index);
     free(store->mail_dir);
     free(store);

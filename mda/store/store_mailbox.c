@@ -293,7 +293,7 @@ static int rename_body(DB_TXN *txn, void *ctx)
     for (size_t i = 0; r == 0 && i < c->n; i++) {
         r = index_del_mailbox(c->db, txn, c->items[i].from, c->items[i].rec.id);
         if (r == 0)
-            r = index_put_mailbox(c->db, txn, c->items[i].to, &c->items[i].rec);
+            r = index_put_mailbox(c->db, txn, c->items[i].to, &c->items[i].rec, true);
         /* Subscriptions follow the mailbox. */
         struct mg_buf k = MG_BUF_INIT;
         mg_buf_append_byte(&k, 'S');

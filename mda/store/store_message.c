@@ -1,8 +1,10 @@
-/* Adding messages (delivery, APPEND, COPY, MOVE), changing flags and
- * expunging. Every job does its file work and its index transaction on the
- * thread pool; files reach their final name before the transaction
- * commits, so a crash in between leaves a file the next verification
- * adopts, never an index entry without a file. */
+/* Adding messages (APPEND, COPY, MOVE; delivery is in store_deliver.c),
+ * changing flags and expunging. Every job does its file work and its
+ * index transaction on the thread pool; files reach their final name
+ * before the transaction commits, so a process that dies in between leaves
+ * a file the next verification adopts. APPEND syncs the directory while
+ * the commit flushes the log: after a power cut that kept the commit and
+ * lost the rename, verification drops the entry (no client got an OK). */
 #include "mda/store/store_private.h"
 
 #include <errno.h>
@@ -23,6 +25,23 @@
 #include "mda/mime/mime_parser.h"
 
 /* ---- shared pieces ---- */
+
+void store_compute_cache_mem(const char *data, size_t size, struct mg_buf *out, size_t off_r[3],
+                             size_t len_r[3])
+{
+    struct mg_arena *arena = mg_arena_new(16384);
+    struct mime_part *root = mime_parser_parse(arena, data, size);
+    off_r[0] = out->len;
+    imap_envelope_write(out, data, root);
+    len_r[0] = out->len - off_r[0];
+    off_r[1] = out->len;
+    imap_bodystructure_write(out, data, root, IMAP_BODYSTRUCTURE_FLAG_EXTENDED);
+    len_r[1] = out->len - off_r[1];
+    off_r[2] = out->len;
+    imap_bodystructure_write(out, data, root, 0);
+    len_r[2] = out->len - off_r[2];
+    mg_arena_free(&arena);
+}
 
 int store_compute_cache(const char *path, struct mg_buf *out, size_t off_r[3], size_t len_r[3])
 {
@@ -48,18 +67,7 @@ int store_compute_cache(const char *path, struct mg_buf *out, size_t off_r[3], s
         data = map;
     }
     close(fd);
-    struct mg_arena *arena = mg_arena_new(16384);
-    struct mime_part *root = mime_parser_parse(arena, data, size);
-    off_r[0] = out->len;
-    imap_envelope_write(out, data, root);
-    len_r[0] = out->len - off_r[0];
-    off_r[1] = out->len;
-    imap_bodystructure_write(out, data, root, IMAP_BODYSTRUCTURE_FLAG_EXTENDED);
-    len_r[1] = out->len - off_r[1];
-    off_r[2] = out->len;
-    imap_bodystructure_write(out, data, root, 0);
-    len_r[2] = out->len - off_r[2];
-    mg_arena_free(&arena);
+    store_compute_cache_mem(data, size, out, off_r, len_r);
     if (map != NULL)
         munmap(map, size);
     return 0;
@@ -126,19 +134,6 @@ static int keywords_to_bits(struct index_user_rec *user, const struct store_flag
     return 0;
 }
 
-static int db_error_status(int r)
-{
-    if (r == 0)
-        return STORE_OK;
-    if (r == DB_NOTFOUND)
-        return STORE_ERR_NOT_FOUND;
-    if (r > 0)
-        return store_status_from_errno(r);
-    if (r == STORE_ERR_OVER_QUOTA || r == STORE_ERR_LIMIT || r == STORE_ERR_NOT_FOUND)
-        return r;
-    return STORE_ERR_INTERNAL;
-}
-
 static const char *status_text(int status)
 {
     switch (status) {
@@ -174,210 +169,6 @@ static int write_uidnext(const char *folder, uint32_t uidnext)
     return r < 0 ? -r : 0;
 }
 
-/* ---- delivery ---- */
-
-struct deliver_job {
-    struct store_job job;
-    struct store_delivery d;      /* strings owned below */
-    char *address;
-    char *head;
-    char *body;
-    char *root;
-    char *folder;
-    char tmp_base[MAILDIR_BASE_MAX];
-    struct mg_buf cache;
-    size_t cache_off[3], cache_len[3];
-    uint64_t size;
-    struct index_user *iu;
-    uint32_t uid;
-    uint32_t mailbox_id;
-    char final_rel[MAILDIR_BASE_MAX + 16];
-    store_deliver_cb *cb;
-    void *ctx;
-};
-
-static int write_all_fd(int fd, const char *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
-static int deliver_write_tmp(struct deliver_job *j)
-{
-    maildir_new_base(j->tmp_base);
-    char *path = mg_asprintf("%s/tmp/%s", j->folder, j->tmp_base);
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    int r = fd < 0 ? -errno : 0;
-    if (r == 0)
-        r = write_all_fd(fd, j->d.head, j->d.head_len);
-    if (r == 0 && j->d.body_fd < 0)
-        r = write_all_fd(fd, j->d.body, j->d.body_len);
-    if (r == 0 && j->d.body_fd >= 0) {
-        /* A large message waits in a spool file: copy it in the kernel. */
-        off_t off = 0;
-        uint64_t left = j->d.body_fd_len;
-        while (r == 0 && left > 0) {
-            ssize_t n = copy_file_range(j->d.body_fd, &off, fd, NULL, left, 0);
-            if (n < 0)
-                r = -errno;
-            else if (n == 0)
-                r = -EIO;
-            else
-                left -= (uint64_t)n;
-        }
-    }
-    if (r == 0 && fdatasync(fd) != 0)
-        r = -errno;
-    if (fd >= 0 && close(fd) != 0 && r == 0)
-        r = -errno;
-    if (r == 0)
-        r = store_compute_cache(path, &j->cache, j->cache_off, j->cache_len);
-    if (r != 0 && fd >= 0)
-        unlink(path);
-    free(path);
-    return r;
-}
-
-static int deliver_body(DB_TXN *txn, void *ctx)
-{
-    struct deliver_job *j = ctx;
-    DB *db = j->iu->db;
-    struct index_user_rec user;
-    int r = index_get_user(db, txn, true, &user);
-    if (r != 0)
-        return r;
-    if (j->d.quota_bytes != 0 && user.bytes_used + j->size > j->d.quota_bytes) {
-        index_user_rec_clear(&user);
-        return STORE_ERR_OVER_QUOTA;
-    }
-    struct index_mailbox_rec mbox;
-    r = index_get_mailbox(db, txn, "INBOX", true, &mbox);
-    if (r == 0) {
-        struct store_new_msg msg = { 0 };
-        msg.internaldate = j->d.received;
-        msg.size = j->size;
-        msg.in_new = true;
-        msg.uid = mbox.uidnext;
-        maildir_final_base(msg.base, j->tmp_base, j->size, msg.uid);
-        msg.cache_env = j->cache.data + j->cache_off[0];
-        msg.cache_env_len = j->cache_len[0];
-        msg.cache_bs = j->cache.data + j->cache_off[1];
-        msg.cache_bs_len = j->cache_len[1];
-        msg.cache_body = j->cache.data + j->cache_off[2];
-        msg.cache_body_len = j->cache_len[2];
-        r = store_txn_add_msg(db, txn, &mbox, &user, &msg);
-        if (r == 0)
-            r = index_put_mailbox(db, txn, "INBOX", &mbox);
-        if (r == 0)
-            r = index_put_user(db, txn, &user);
-        j->uid = msg.uid;
-        j->mailbox_id = mbox.id;
-        maildir_file_rel(j->final_rel, sizeof(j->final_rel), msg.base, true, 0);
-    }
-    index_user_rec_clear(&user);
-    return r;
-}
-
-static int deliver_before_commit(void *ctx)
-{
-    struct deliver_job *j = ctx;
-    char *from = mg_asprintf("%s/tmp/%s", j->folder, j->tmp_base);
-    char *to = mg_asprintf("%s/%s", j->folder, j->final_rel);
-    int r = rename(from, to) == 0 ? 0 : errno;
-    free(from);
-    free(to);
-    if (r == 0) {
-        char *nw = mg_asprintf("%s/new", j->folder);
-        r = maildir_fsync_dir(nw);
-        r = r < 0 ? -r : 0;
-        free(nw);
-    }
-    return r;
-}
-
-static void deliver_work(struct store_job *job)
-{
-    struct deliver_job *j = (struct deliver_job *)job;
-    struct store *store = job->store;
-    char *err = NULL;
-    if (index_env_user(store->index, j->address, &j->iu, &err) != 0) {
-        store_job_set_error(job, STORE_ERR_INTERNAL, "%s", err);
-        free(err);
-        return;
-    }
-    int r = store_verify_user(store, j->iu, j->root, job->error, sizeof(job->error));
-    if (r != 0) {
-        job->status = store_status_from_errno(r > 0 ? r : EIO);
-        return;
-    }
-    r = deliver_write_tmp(j);
-    if (r != 0) {
-        store_job_set_error(job, store_status_from_errno(r), "cannot write message: %s",
-                            strerror(-r));
-        return;
-    }
-    r = store_txn_run(store, true, deliver_body, deliver_before_commit, j);
-    if (r != 0) {
-        /* The file may still be in tmp/ (not renamed): remove it. */
-        char *tmp = mg_asprintf("%s/tmp/%s", j->folder, j->tmp_base);
-        unlink(tmp);
-        free(tmp);
-        int status = db_error_status(r);
-        store_job_set_error(job, status, "%s", status == STORE_ERR_OVER_QUOTA
-                                                   ? "quota exceeded"
-                                                   : r > 0 ? strerror(r) : db_strerror(r));
-    }
-}
-
-static void deliver_after(struct store_job *job)
-{
-    struct deliver_job *j = (struct deliver_job *)job;
-    if (j->iu != NULL)
-        index_user_unref(job->store->index, &j->iu);
-    if (job->status == 0)
-        store_notify(job->store, j->address, j->mailbox_id);
-    j->cb(job->status, job->status != 0 ? job->error : NULL, j->uid, j->ctx);
-    free(j->address);
-    free(j->head);
-    free(j->body);
-    free(j->root);
-    free(j->folder);
-    mg_buf_free(&j->cache);
-    free(j);
-}
-
-void store_deliver(struct store *store, const struct store_delivery *delivery,
-                   store_deliver_cb *cb, void *ctx)
-{
-    struct deliver_job *j = mg_calloc(1, sizeof(*j));
-    j->d = *delivery;
-    j->address = mg_strdup(delivery->address);
-    j->head = mg_strndup(delivery->head, delivery->head_len);
-    j->d.head = j->head;
-    if (delivery->body_fd < 0) {
-        /* The caller's buffer may go away before the job runs. */
-        j->body = mg_malloc(delivery->body_len + 1);
-        memcpy(j->body, delivery->body, delivery->body_len);
-        j->d.body = j->body;
-    }
-    j->d.address = j->address;
-    j->size = delivery->head_len + (delivery->body_fd < 0 ? delivery->body_len : delivery->body_fd_len);
-    j->root = maildir_user_root(store->mail_dir, j->address);
-    j->folder = mg_strdup(j->root);
-    j->cb = cb;
-    j->ctx = ctx;
-    store_job_start(store, &j->job, deliver_work, deliver_after);
-}
-
 /* ---- APPEND ---- */
 
 char *store_user_tmp_path(struct store_user *user, char **base_r)
@@ -403,6 +194,9 @@ struct append_job {
     size_t cache_off[3], cache_len[3];
     uint32_t uid, uidvalidity, mailbox_id;
     char final_rel[MAILDIR_BASE_MAX + 16];
+    char *cur_dir;
+    struct fsync_req dir_sync;
+    bool is_dir_sync_started;
     store_append_cb *cb;
     void *ctx;
 };
@@ -444,7 +238,7 @@ static int append_body(DB_TXN *txn, void *ctx)
         r = store_txn_add_msg(db, txn, &mbox, &user, &msg);
     }
     if (r == 0)
-        r = index_put_mailbox(db, txn, j->mailbox, &mbox);
+        r = index_put_mailbox(db, txn, j->mailbox, &mbox, false);
     if (r == 0)
         r = index_put_user(db, txn, &user);
     j->uid = msg.uid;
@@ -463,8 +257,15 @@ static int append_before_commit(void *ctx)
     int r = rename(from, to) == 0 ? 0 : errno;
     free(from);
     free(to);
-    if (r == 0)
-        fsync_folder_dirs(j->folder, true, false);
+    if (r == 0) {
+        /* The directory's sync runs while the commit flushes the log (a
+         * crash that keeps the commit and loses the rename leaves an
+         * entry without a file, which the next verification drops: the
+         * client got no OK). */
+        j->cur_dir = mg_asprintf("%s/cur", j->folder);
+        fsync_pool_dirsync(j->job.store->syncer, &j->dir_sync, j->cur_dir);
+        j->is_dir_sync_started = true;
+    }
     return r;
 }
 
@@ -489,10 +290,18 @@ static void append_work(struct store_job *job)
     if (r == 0) {
         r = store_txn_run(job->store, true, append_body, append_before_commit, j);
         r = r == 0 ? 0 : r == DB_NOTFOUND ? STORE_ERR_NOT_FOUND : r;
+        if (j->is_dir_sync_started) {
+            int dr = fsync_pool_wait(job->store->syncer, &j->dir_sync);
+            if (r == 0 && dr != 0) {
+                mg_log_error("store", "cannot sync an APPEND user=%s uid=%u error=%s",
+                             j->user->address, j->uid, strerror(-dr));
+                r = -dr;
+            }
+        }
     }
     if (r != 0) {
         unlink(tmp);
-        int status = r < 0 && r >= STORE_ERR_LIMIT ? r : db_error_status(r);
+        int status = r < 0 && r >= STORE_ERR_LIMIT ? r : store_status_from_db(r);
         store_job_set_error(job, status, "%s", status_text(status));
     }
     free(tmp);
@@ -508,6 +317,7 @@ static void append_after(struct store_job *job)
     free(j->mailbox);
     free(j->tmp_base);
     free(j->folder);
+    free(j->cur_dir);
     for (unsigned i = 0; i < j->keyword_count; i++)
         free(j->keywords[i]);
     free(j->keywords);
@@ -658,9 +468,9 @@ static int copy_body(DB_TXN *txn, void *ctx)
     if (r == 0 && j->is_move && src.highestmodseq < src_modseq)
         src.highestmodseq = src_modseq;
     if (r == 0)
-        r = index_put_mailbox(db, txn, j->src_name, &src);
+        r = index_put_mailbox(db, txn, j->src_name, &src, false);
     if (r == 0 && !same)
-        r = index_put_mailbox(db, txn, j->dst, &dst);
+        r = index_put_mailbox(db, txn, j->dst, &dst, false);
     if (r == 0)
         r = index_put_user(db, txn, &user);
     j->dst_uidvalidity = same ? src.uidvalidity : dst.uidvalidity;
@@ -721,7 +531,7 @@ static void copy_work(struct store_job *job)
     free(src_name);
     int r = store_txn_run(job->store, true, copy_body, copy_before_commit, j);
     if (r != 0) {
-        int status = r < 0 && r >= STORE_ERR_LIMIT ? r : db_error_status(r);
+        int status = r < 0 && r >= STORE_ERR_LIMIT ? r : store_status_from_db(r);
         store_job_set_error(job, status, "%s", status_text(status));
     }
 }
@@ -860,7 +670,7 @@ static int flags_body(DB_TXN *txn, void *ctx)
     }
     if (r == 0 && j->n_changes > 0) {
         mbox.highestmodseq = modseq;
-        r = index_put_mailbox(db, txn, name, &mbox);
+        r = index_put_mailbox(db, txn, name, &mbox, false);
     }
     if (r == 0 && kw_changed)
         r = index_put_user(db, txn, &user);
@@ -898,7 +708,7 @@ static void flags_work(struct store_job *job)
      * fsync (the log still reaches the OS, so a daemon crash loses none). */
     int r = store_txn_run(job->store, false, flags_body, flags_before_commit, j);
     if (r != 0) {
-        int status = r < 0 && r >= STORE_ERR_LIMIT ? r : db_error_status(r);
+        int status = r < 0 && r >= STORE_ERR_LIMIT ? r : store_status_from_db(r);
         store_job_set_error(job, status, "%s", status_text(status));
     }
 }
@@ -1013,7 +823,7 @@ static int expunge_body(DB_TXN *txn, void *ctx)
     }
     if (r == 0 && j->n_removed > 0) {
         mbox.highestmodseq = modseq;
-        r = index_put_mailbox(db, txn, name, &mbox);
+        r = index_put_mailbox(db, txn, name, &mbox, false);
         if (r == 0)
             r = index_put_user(db, txn, &user);
     }
@@ -1045,7 +855,7 @@ static void expunge_work(struct store_job *job)
     free(name);
     int r = store_txn_run(job->store, true, expunge_body, expunge_before_commit, j);
     if (r != 0) {
-        store_job_set_error(job, db_error_status(r), "%s", status_text(db_error_status(r)));
+        store_job_set_error(job, store_status_from_db(r), "%s", status_text(store_status_from_db(r)));
         j->n_removed = 0;
         return;
     }
@@ -1112,7 +922,7 @@ static int recent_body(DB_TXN *txn, void *ctx)
         r = index_get_mailbox(db, txn, name, true, &mbox);
     if (r == 0 && j->upto > mbox.recent_uid) {
         mbox.recent_uid = j->upto;
-        r = index_put_mailbox(db, txn, name, &mbox);
+        r = index_put_mailbox(db, txn, name, &mbox, false);
     }
     free(name);
     return r;

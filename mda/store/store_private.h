@@ -5,6 +5,7 @@
 #include <db.h>
 
 #include "common/strmap.h"
+#include "mda/store/fsync_pool.h"
 #include "mda/store/store.h"
 
 /* Files in a folder's tmp/ older than this are leftovers of a crash. */
@@ -13,12 +14,17 @@
 /* Transactions that deadlock are retried this often. */
 #define STORE_TXN_RETRIES 50
 
+/* Threads that run fsyncs for the jobs (fsync_pool.h): two requests per
+ * delivery or APPEND in flight, and libuv's pool runs at most 16 jobs. */
+#define STORE_SYNC_THREADS 16
+
 struct store {
     uv_loop_t *loop;
     struct index_env *index;
     char *mail_dir;
     struct mg_strmap *users;    /* address -> struct store_user (open ones) */
     struct mg_strmap *watches;  /* address -> struct store_watch list */
+    struct fsync_pool *syncer;
     unsigned jobs_running;
     uv_timer_t housekeeping;
     bool is_closing;
@@ -99,6 +105,9 @@ int store_txn_add_msg(DB *db, DB_TXN *txn, struct index_mailbox_rec *mbox,
 /* Parses the file at path (mmap) into the three cached strings, appended
  * to out with offsets. Returns 0 or -errno. */
 int store_compute_cache(const char *path, struct mg_buf *out, size_t off_r[3], size_t len_r[3]);
+/* The same for a message in memory. */
+void store_compute_cache_mem(const char *data, size_t size, struct mg_buf *out, size_t off_r[3],
+                             size_t len_r[3]);
 
 /* Brings a user's index in line with the Maildir (see store_user_open).
  * Thread pool only. */
@@ -119,5 +128,8 @@ int store_save_subscriptions(struct store *store, struct index_user *iu, const c
 
 /* Maps errno to a store status. */
 int store_status_from_errno(int err);
+/* Maps a transaction's result (Berkeley DB error, errno, or a store
+ * status returned by a body) to a store status. */
+int store_status_from_db(int r);
 
 #endif

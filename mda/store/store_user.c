@@ -88,7 +88,7 @@ static int create_body(DB_TXN *txn, void *ctx)
     r = index_put_user(db, txn, &u);
     index_user_rec_clear(&u);
     if (r == 0)
-        r = index_put_mailbox(db, txn, c->name, &mbox);
+        r = index_put_mailbox(db, txn, c->name, &mbox, true);
     if (r == 0 && c->subscribe)
         r = index_put_subscription(db, txn, c->name, true);
     if (r == 0)
@@ -144,6 +144,9 @@ struct disk_file {
 struct disk_listing {
     struct disk_file *files;
     size_t count, cap;
+    /* Once sorted (sort_listing): files[0..n_uids) carry UIDs, in UID
+     * order; the files without one follow. */
+    size_t n_uids;
 };
 
 static void listing_free(struct disk_listing *l)
@@ -210,10 +213,15 @@ struct sync_ctx {
     const char *folder;
     struct disk_listing *disk;
     bool is_rebuild;          /* the index had no record of this mailbox */
+    /* UIDs whose 'P' record was checked (check_pending): deleted by the
+     * transaction. */
+    const uint32_t *pending;
+    size_t n_pending;
     /* Work from the body, applied in before_commit. */
     struct rename_op { char *from, *to; } *renames;
     size_t n_renames;
-    unsigned adopted, dropped;
+    unsigned adopted, dropped, set_aside;
+    uint32_t uidnext;
 };
 
 struct index_uids {
@@ -247,19 +255,51 @@ static bool uid_in_sorted(const uint32_t *uids, size_t n, uint32_t uid)
     return false;
 }
 
-static bool disk_has_uid(const struct disk_listing *l, uint32_t uid)
+/* The first file that carries uid, or -1. */
+static long disk_find_uid(const struct disk_listing *l, uint32_t uid)
 {
-    size_t lo = 0, hi = l->count;
+    size_t lo = 0, hi = l->n_uids;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        if (l->files[mid].uid == uid)
-            return true;
         if (l->files[mid].uid < uid)
             lo = mid + 1;
         else
             hi = mid;
     }
-    return false;
+    return lo < l->n_uids && l->files[lo].uid == uid ? (long)lo : -1;
+}
+
+static bool disk_has_uid(const struct disk_listing *l, uint32_t uid)
+{
+    return disk_find_uid(l, uid) >= 0;
+}
+
+/* Sorts by UID; files without a UID sort first, and go after the others
+ * so that they get UIDs above every UID the names carry. */
+static void sort_listing(struct disk_listing *l)
+{
+    if (l->count > 0)
+        qsort(l->files, l->count, sizeof(*l->files), disk_file_cmp);
+    size_t n0 = 0;
+    while (n0 < l->count && l->files[n0].uid == 0)
+        n0++;
+    if (n0 > 0 && n0 < l->count) {
+        struct disk_file *tmp = mg_reallocarray(NULL, n0, sizeof(*tmp));
+        memcpy(tmp, l->files, n0 * sizeof(*tmp));
+        memmove(l->files, l->files + n0, (l->count - n0) * sizeof(*tmp));
+        memcpy(l->files + l->count - n0, tmp, n0 * sizeof(*tmp));
+        free(tmp);
+    }
+    l->n_uids = l->count - n0;
+}
+
+static void listing_remove(struct disk_listing *l, size_t i)
+{
+    free(l->files[i].name);
+    memmove(l->files + i, l->files + i + 1, (l->count - i - 1) * sizeof(*l->files));
+    l->count--;
+    if (i < l->n_uids)
+        l->n_uids--;
 }
 
 static void sync_ctx_reset(struct sync_ctx *s)
@@ -273,6 +313,23 @@ static void sync_ctx_reset(struct sync_ctx *s)
     s->n_renames = 0;
     s->adopted = 0;
     s->dropped = 0;
+    s->set_aside = 0;
+}
+
+static void sync_add_rename(struct sync_ctx *s, char *from, char *to)
+{
+    s->renames = mg_reallocarray(s->renames, s->n_renames + 1, sizeof(*s->renames));
+    s->renames[s->n_renames].from = from;
+    s->renames[s->n_renames].to = to;
+    s->n_renames++;
+}
+
+/* Where a file that a crash cut short goes: tmp/, which is what it was
+ * (a write in progress, never acknowledged); clean_tmp removes it later. */
+static char *set_aside_path(const char *folder, const char *path)
+{
+    const char *name = strrchr(path, '/');
+    return mg_asprintf("%s/tmp/%s", folder, name != NULL ? name + 1 : path);
 }
 
 static int sync_body(DB_TXN *txn, void *ctx)
@@ -336,6 +393,14 @@ static int sync_body(DB_TXN *txn, void *ctx)
         prev_uid = f->uid;
         if (f->uid != 0 && !duplicate && uid_in_sorted(known.uids, known.count, f->uid))
             continue;
+        char *old_path = mg_asprintf("%s/%s/%s", s->folder, f->in_new ? "new" : "cur", f->name);
+        if (maildir_file_check(old_path) == 0) {
+            /* A delivery renamed into place whose data a crash cut short
+             * (its name carries size and checksum); it got no 250. */
+            sync_add_rename(s, old_path, set_aside_path(s->folder, old_path));
+            s->set_aside++;
+            continue;
+        }
         struct store_new_msg msg = { 0 };
         if (f->uid != 0 && !duplicate && (s->is_rebuild || f->uid >= mbox.uidnext))
             msg.uid = f->uid;
@@ -343,7 +408,6 @@ static int sync_body(DB_TXN *txn, void *ctx)
         msg.internaldate = f->mtime;
         msg.size = f->size;
         msg.in_new = f->in_new;
-        char *old_path = mg_asprintf("%s/%s/%s", s->folder, f->in_new ? "new" : "cur", f->name);
         struct mg_buf cache = MG_BUF_INIT;
         size_t off[3] = { 0 }, len[3] = { 0 };
         if (store_compute_cache(old_path, &cache, off, len) == 0) {
@@ -370,10 +434,7 @@ static int sync_body(DB_TXN *txn, void *ctx)
             maildir_file_rel(rel, sizeof(rel), msg.base, msg.in_new, msg.flags);
             char *new_path = mg_asprintf("%s/%s", s->folder, rel);
             if (strcmp(new_path, old_path) != 0) {
-                s->renames = mg_reallocarray(s->renames, s->n_renames + 1, sizeof(*s->renames));
-                s->renames[s->n_renames].from = old_path;
-                s->renames[s->n_renames].to = new_path;
-                s->n_renames++;
+                sync_add_rename(s, old_path, new_path);
                 old_path = NULL;
             } else {
                 free(new_path);
@@ -387,10 +448,13 @@ static int sync_body(DB_TXN *txn, void *ctx)
     if (r == 0 && changed) {
         if (mbox.highestmodseq < modseq)
             mbox.highestmodseq = modseq;
-        r = index_put_mailbox(db, txn, s->name, &mbox);
+        r = index_put_mailbox(db, txn, s->name, &mbox, false);
         if (r == 0)
             r = index_put_user(db, txn, &user);
     }
+    for (size_t i = 0; r == 0 && i < s->n_pending; i++)
+        r = index_del_pending(db, txn, mbox.id, s->pending[i]);
+    s->uidnext = mbox.uidnext;
     index_user_rec_clear(&user);
     free(known.uids);
     return r;
@@ -402,6 +466,15 @@ static int sync_before_commit(void *ctx)
     for (size_t i = 0; i < s->n_renames; i++) {
         if (rename(s->renames[i].from, s->renames[i].to) != 0)
             return errno;
+    }
+    if (s->dropped > 0) {
+        /* The UIDs of dropped entries must not come back after a rebuild
+         * from the Maildir alone (the top one may be among them). */
+        char value[16];
+        snprintf(value, sizeof(value), "%u", s->uidnext);
+        int r = maildir_folder_write_meta(s->folder, MAILDIR_UIDNEXT_FILE, value);
+        if (r < 0)
+            return -r;
     }
     if (s->n_renames > 0) {
         char *cur = mg_asprintf("%s/cur", s->folder);
@@ -436,39 +509,99 @@ static void clean_tmp(const char *folder)
     closedir(d);
 }
 
+struct pending_list {
+    uint32_t *uids;
+    size_t count, cap;
+};
+
+static int collect_pending_cb(uint32_t uid, void *ctx)
+{
+    struct pending_list *l = ctx;
+    if (l->count == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 16;
+        l->uids = mg_reallocarray(l->uids, l->cap, sizeof(*l->uids));
+    }
+    l->uids[l->count++] = uid;
+    return 0;
+}
+
+/* Deliveries renamed into place before their data was known to be on disk
+ * whose sync was never confirmed ('P' records): a crash may have cut them
+ * short. Each file (found by its UID, wherever a flag change put it) is
+ * checked against the size and checksum its name carries; one that fails
+ * goes back to tmp/ (it got no 250) and out of the listing, so that the
+ * comparison that follows drops its entry; one that passes is synced, and
+ * its record is deleted by that comparison. */
+static int check_pending(struct store *store, struct index_user *iu, const char *folder,
+                         const char *name, struct disk_listing *disk, struct pending_list *out)
+{
+    DB_TXN *txn;
+    int r = index_txn_begin(store->index, true, &txn);
+    if (r != 0)
+        return r;
+    struct index_mailbox_rec mbox;
+    r = index_get_mailbox(iu->db, txn, name, false, &mbox);
+    if (r == 0)
+        r = index_walk_pending(iu->db, txn, mbox.id, collect_pending_cb, out);
+    index_txn_commit(txn, false);
+    if (r == DB_NOTFOUND)
+        return 0; /* no such mailbox yet */
+    for (size_t i = 0; r == 0 && i < out->count; i++) {
+        long k = disk_find_uid(disk, out->uids[i]);
+        if (k < 0)
+            continue; /* gone: the comparison drops the entry */
+        struct disk_file *f = &disk->files[k];
+        char *path = mg_asprintf("%s/%s/%s", folder, f->in_new ? "new" : "cur", f->name);
+        int c = maildir_file_check(path);
+        if (c == 0) {
+            char *aside = set_aside_path(folder, path);
+            if (rename(path, aside) == 0) {
+                mg_log_warning("store", "a delivery cut short by a crash was set aside user=%s mailbox=%s file=%s",
+                               iu->address, name, aside);
+                listing_remove(disk, (size_t)k);
+            } else {
+                r = errno;
+            }
+            free(aside);
+        } else if (c == 1 || c == -1) {
+            int fd = open(path, O_RDONLY | O_CLOEXEC);
+            if (fd >= 0) {
+                if (fdatasync(fd) != 0)
+                    r = errno;
+                close(fd);
+            }
+        }
+        free(path);
+    }
+    return r;
+}
+
 static int sync_folder(struct store *store, struct index_user *iu, const char *root,
                        const char *name, bool is_rebuild)
 {
     char *folder = store_folder_path(root, name);
     clean_tmp(folder);
+    struct pending_list pending = { 0 };
     struct disk_listing disk = { 0 };
     int r = list_dir(folder, "new", true, &disk);
     if (r == 0)
         r = list_dir(folder, "cur", false, &disk);
     if (r == 0) {
-        if (disk.count > 0)
-            qsort(disk.files, disk.count, sizeof(*disk.files), disk_file_cmp);
-        /* Files without a UID sort first; move them after the others so
-         * they get UIDs above every UID the names carry. */
-        size_t n0 = 0;
-        while (n0 < disk.count && disk.files[n0].uid == 0)
-            n0++;
-        if (n0 > 0 && n0 < disk.count) {
-            struct disk_file *tmp = mg_reallocarray(NULL, n0, sizeof(*tmp));
-            memcpy(tmp, disk.files, n0 * sizeof(*tmp));
-            memmove(disk.files, disk.files + n0, (disk.count - n0) * sizeof(*tmp));
-            memcpy(disk.files + disk.count - n0, tmp, n0 * sizeof(*tmp));
-            free(tmp);
-        }
+        sort_listing(&disk);
+        r = check_pending(store, iu, folder, name, &disk, &pending);
+    }
+    if (r == 0) {
         struct sync_ctx s = { .store = store, .iu = iu, .name = name, .folder = folder,
-                              .disk = &disk, .is_rebuild = is_rebuild };
+                              .disk = &disk, .is_rebuild = is_rebuild,
+                              .pending = pending.uids, .n_pending = pending.count };
         r = store_txn_run(store, true, sync_body, sync_before_commit, &s);
-        if (r == 0 && (s.adopted > 0 || s.dropped > 0))
-            mg_log_notice("store", "index synchronised with maildir user=%s mailbox=%s adopted=%u dropped=%u",
-                          iu->address, name, s.adopted, s.dropped);
+        if (r == 0 && (s.adopted > 0 || s.dropped > 0 || s.set_aside > 0))
+            mg_log_notice("store", "index synchronised with maildir user=%s mailbox=%s adopted=%u dropped=%u set_aside=%u",
+                          iu->address, name, s.adopted, s.dropped, s.set_aside);
         sync_ctx_reset(&s);
     }
     listing_free(&disk);
+    free(pending.uids);
     free(folder);
     return r;
 }

@@ -576,6 +576,178 @@ static void test_store_rebuild_and_adopt(void **state)
     fixture_close(f);
 }
 
+static int pending_cb(uint32_t uid, void *ctx)
+{
+    (void)uid;
+    (*(int *)ctx)++;
+    return 0;
+}
+
+/* 'P' records (deliveries renamed into place before their data was known
+ * to be durable) of the user's INBOX, counted through the index. */
+static int pending_count(struct fixture *f, const char *address)
+{
+    struct index_env *env;
+    char *error = NULL;
+    assert_int_equal(index_env_open(f->index_dir, 4 << 20, &env, &error), 0);
+    struct index_user *iu;
+    assert_int_equal(index_env_user(env, address, &iu, &error), 0);
+    DB_TXN *txn;
+    assert_int_equal(index_txn_begin(env, true, &txn), 0);
+    struct index_mailbox_rec mbox;
+    assert_int_equal(index_get_mailbox(iu->db, txn, "INBOX", false, &mbox), 0);
+    int n = 0;
+    assert_int_equal(index_walk_pending(iu->db, txn, mbox.id, pending_cb, &n), 0);
+    index_txn_commit(txn, false);
+    index_user_unref(env, &iu);
+    index_env_close(&env);
+    return n;
+}
+
+static void add_pending(struct fixture *f, const char *address, uint32_t uid)
+{
+    struct index_env *env;
+    char *error = NULL;
+    assert_int_equal(index_env_open(f->index_dir, 4 << 20, &env, &error), 0);
+    struct index_user *iu;
+    assert_int_equal(index_env_user(env, address, &iu, &error), 0);
+    DB_TXN *txn;
+    assert_int_equal(index_txn_begin(env, false, &txn), 0);
+    struct index_mailbox_rec mbox;
+    assert_int_equal(index_get_mailbox(iu->db, txn, "INBOX", false, &mbox), 0);
+    assert_int_equal(index_put_pending(iu->db, txn, mbox.id, uid), 0);
+    assert_int_equal(index_txn_commit(txn, true), 0);
+    index_user_unref(env, &iu);
+    index_env_close(&env);
+}
+
+static int count_dir(const char *path)
+{
+    DIR *d = opendir(path);
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        n += de->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* What a power cut can leave of deliveries whose three flushes (file, new/,
+ * index log) ran at the same time, and what the next verification makes
+ * of it: a recorded file whose data was cut short ('P' record, wrong
+ * checksum) goes back to tmp/ and out of the index; one that is whole
+ * stays and loses its 'P' record; an unrecorded file with a checksum in
+ * its name is adopted only when the checksum holds. */
+static void test_store_crash_states(void **state)
+{
+    struct fixture *f = *state;
+    fixture_open(f);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(deliver(f, "demo@mailgenic.test", msg1, 0, NULL), 0);
+    struct store_user *u = open_user(f, "demo@mailgenic.test", 0);
+    struct store_mailbox inbox;
+    assert_int_equal(store_mailbox_get(u, "INBOX", &inbox), 0);
+    struct index_msg_rec rec2, rec3;
+    assert_int_equal(store_msg_get(u, inbox.rec.id, 2, &rec2), 0);
+    assert_int_equal(store_msg_get(u, inbox.rec.id, 3, &rec3), 0);
+    /* The name carries size and checksum; the UID stays last. */
+    assert_non_null(strstr(rec3.base, ",C="));
+    assert_non_null(strstr(rec3.base, ",U=3"));
+    /* UID 2 is read (\Seen) and moves to cur/ meanwhile. */
+    uint32_t two[] = { 2 };
+    struct store_flags seen = { MAILDIR_FLAG_SEEN, NULL, 0 };
+    struct result fr = { 0 };
+    store_set_flags(u, inbox.rec.id, two, 1, STORE_FLAGS_ADD, &seen, flags_cb, &fr);
+    wait_done(f, &fr);
+    assert_int_equal(store_msg_get(u, inbox.rec.id, 2, &rec2), 0);
+    char *path2 = store_msg_path(u, "INBOX", &rec2);
+    assert_non_null(strstr(path2, "/cur/"));
+    char *path3 = store_msg_path(u, "INBOX", &rec3);
+    store_user_unref(&u);
+    fixture_close(f);
+    /* A clean stop leaves no 'P' record behind. */
+    assert_int_equal(pending_count(f, "demo@mailgenic.test"), 0);
+
+    /* The crash: UIDs 2 and 3 recorded with their 'P' records, the data
+     * of 3 never reached the disk (same size, zeros). */
+    add_pending(f, "demo@mailgenic.test", 2);
+    add_pending(f, "demo@mailgenic.test", 3);
+    size_t len;
+    char *content = testutil_read_file(path3, &len);
+    memset(content, 0, len);
+    testutil_write_file(path3, content, len);
+    free(content);
+    /* Two files the index never recorded: one whole, one cut short. */
+    char good[300], bad[300];
+    char head[] = "Return-Path: <a@example.com>\r\n";
+    struct mg_buf m = MG_BUF_INIT;
+    mg_buf_append_str(&m, head);
+    mg_buf_append_str(&m, msg1);
+    uint32_t sum = maildir_checksum(0, m.data, m.len);
+    snprintf(good, sizeof(good), "mail/mailgenic.test/demo/new/1795869100.M1P1Q1.host,C=%08x,S=%zu,U=10",
+             sum, m.len);
+    snprintf(bad, sizeof(bad), "mail/mailgenic.test/demo/new/1795869101.M1P1Q2.host,C=%08x,S=%zu,U=11",
+             sum ^ 1, m.len);
+    char *pgood = mg_test_path(f, good), *pbad = mg_test_path(f, bad);
+    testutil_write_file(pgood, m.data, m.len);
+    testutil_write_file(pbad, m.data, m.len);
+    mg_buf_free(&m);
+
+    fixture_open(f);
+    u = open_user(f, "demo@mailgenic.test", 0);
+    assert_int_equal(store_mailbox_get(u, "INBOX", &inbox), 0);
+    struct index_msg_rec rec;
+    assert_int_equal(store_msg_get(u, inbox.rec.id, 1, &rec), 0);
+    assert_int_equal(store_msg_get(u, inbox.rec.id, 2, &rec), 0);
+    assert_int_equal(store_msg_get(u, inbox.rec.id, 3, &rec), STORE_ERR_NOT_FOUND);
+    assert_int_equal(store_msg_get(u, inbox.rec.id, 10, &rec), 0);
+    assert_int_equal(store_msg_get(u, inbox.rec.id, 11, &rec), STORE_ERR_NOT_FOUND);
+    assert_int_equal(inbox.rec.messages, 3);
+    assert_int_equal(inbox.rec.uidnext, 11);
+    assert_int_equal(access(path2, R_OK), 0);
+    assert_int_equal(access(path3, F_OK), -1);
+    assert_int_equal(access(pbad, F_OK), -1);
+    /* The two cut short wait in tmp/ for the cleaner. */
+    char *tmp = mg_test_path(f, "mail/mailgenic.test/demo/tmp");
+    assert_int_equal(count_dir(tmp), 2);
+    free(tmp);
+    store_user_unref(&u);
+    fixture_close(f);
+    assert_int_equal(pending_count(f, "demo@mailgenic.test"), 0);
+    /* UID 3 is gone for good: a rebuild does not hand it out again. */
+    char *uidnext = mg_test_path(f, "mail/mailgenic.test/demo/mailgenic-uidnext");
+    content = testutil_read_file(uidnext, &len);
+    assert_non_null(content);
+    assert_int_equal(atoi(content), 11);
+    free(content);
+    free(uidnext);
+
+    /* Files without a UID (dropped in by hand), more of them than files
+     * with one: every UID stays. */
+    for (int i = 0; i < 6; i++) {
+        char rel[200];
+        snprintf(rel, sizeof(rel), "mail/mailgenic.test/demo/cur/1795869200.M%dP1Q1.host:2,S", i);
+        char *p = mg_test_path(f, rel);
+        testutil_write_file(p, msg1, strlen(msg1));
+        free(p);
+    }
+    fixture_open(f);
+    u = open_user(f, "demo@mailgenic.test", 0);
+    assert_int_equal(store_mailbox_get(u, "INBOX", &inbox), 0);
+    assert_int_equal(inbox.rec.messages, 9);
+    assert_int_equal(store_msg_get(u, inbox.rec.id, 1, &rec), 0);
+    assert_int_equal(store_msg_get(u, inbox.rec.id, 2, &rec), 0);
+    assert_int_equal(store_msg_get(u, inbox.rec.id, 10, &rec), 0);
+    assert_int_equal(store_msg_get(u, inbox.rec.id, 16, &rec), 0);
+    store_user_unref(&u);
+    fixture_close(f);
+    free(path2);
+    free(path3);
+    free(pgood);
+    free(pbad);
+}
+
 static void test_store_mailbox_names(void **state)
 {
     (void)state;
@@ -638,6 +810,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store_changes_and_watch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_mailbox_ops, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_rebuild_and_adopt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_crash_states, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
