@@ -5,10 +5,16 @@
  * That keeps TLS usable under libuv (and in tests) without OpenSSL ever
  * touching a file descriptor.
  *
- * Policy, not configurable below it: TLS 1.2 and 1.3 only; TLS 1.2 with
- * ECDHE + AEAD ciphers; compression off; renegotiation refused; session
- * tickets on; SSL_MODE_RELEASE_BUFFERS so idle connections hold no
- * buffers. */
+ * Policy, not configurable below it (docs/tls.md): TLS 1.2 and 1.3 only;
+ * TLS 1.2 with ECDHE + AEAD ciphers only (a cipher list with anything else
+ * is refused); TLS 1.3 with OpenSSL's three default suites; groups X25519,
+ * P-256, P-384; compression off; renegotiation refused; no 0-RTT data;
+ * SSL_MODE_RELEASE_BUFFERS so idle connections hold no buffers. Servers
+ * also: their own cipher order (ChaCha20 first for clients that prefer
+ * it); OpenSSL security level 2 (no RSA key under 2048 bits, no SHA-1
+ * signatures); session resumption by ID and by ticket, ticket keys
+ * rotated hourly and erased after the last ticket they made expired;
+ * SNI is not looked at (one certificate set per context). */
 #ifndef MG_COMMON_TLS_H
 #define MG_COMMON_TLS_H
 
@@ -33,6 +39,12 @@ struct mg_tls_server_options {
     /* Client certificates (mutual TLS between Mailgenic hosts): when set,
      * peers must present a certificate signed by this CA. */
     const char *client_ca_file;
+    /* The ALPN protocol ID of the service ("imap"), or NULL. When set, a
+     * client offering it gets it, a client offering ALPN without it fails
+     * the handshake (no_application_protocol, against cross-protocol
+     * attacks), a client without ALPN is served. NULL: ALPN is ignored
+     * (SMTP has no registered ID). */
+    const char *alpn;
 };
 
 struct mg_tls_client_options {
@@ -65,6 +77,9 @@ int mg_tls_context_new_link_client(const struct mg_settings *settings,
 void mg_tls_context_ref(struct mg_tls_context *ctx);
 /* Drops a reference; accepts NULL; sets *ctx to NULL. */
 void mg_tls_context_unref(struct mg_tls_context **ctx);
+/* Library-internal, for tests: rotates a server context's session ticket
+ * keys now, as an hour passing does. */
+void mg__tls_context_rotate_ticket_keys(struct mg_tls_context *ctx);
 
 /* One TLS connection. */
 struct mg_tls;

@@ -13,7 +13,7 @@ libssl-dev libuv1-dev libdb5.3-dev libcrypt-dev libc-ares-dev libcmocka-dev"
 # db_hotbackup/db_recover, real protocol clients for the integration tests,
 # dnsmasq as the test resolver, iproute2 for network namespaces.
 TEST_PKGS="openssl ca-certificates tzdata python3 python3-aiosmtpd db5.3-util
-swaks msmtp isync dnsmasq-base iproute2 procps psmisc"
+swaks msmtp isync dnsmasq-base iproute2 procps psmisc sslscan"
 
 # Deployment: dpkg-dev (dpkg-shlibdeps) and file for `make deb`; for `make
 # test-deploy` debootstrap (a clean Debian 12 root), systemd-container
