@@ -25,6 +25,12 @@
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"     \
     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"     \
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+/* Server to server over SMTP (opportunistic STARTTLS): what the other side
+ * can do is all there is, and anything of TLS 1.2 with forward secrecy or
+ * an AEAD beats the plaintext a failed handshake falls back to (Postfix's
+ * "medium" grade, without RC4, 3DES and other weak ciphers). */
+#define TLS_OPPORTUNISTIC_CIPHERS \
+    TLS_DEFAULT_CIPHERS ":ECDHE+AES:DHE+AESGCM:DHE+AES:RSA+AESGCM:RSA+AES:!aNULL:!eNULL:!MD5:!DSS"
 /* TLS 1.3: OpenSSL's default suites in its order, spelled out so that a
  * system openssl.cnf cannot add CCM or take one away. */
 #define TLS_13_CIPHERSUITES \
@@ -283,7 +289,7 @@ static struct tls_ctx_extra *tls_ctx_extra_attach(SSL_CTX *ctx)
 }
 
 static SSL_CTX *tls_ctx_common(const SSL_METHOD *method, const char *ciphers,
-                               const char *min_version, char **error_r)
+                               const char *min_version, bool is_opportunistic, char **error_r)
 {
     char err[300];
     int version;
@@ -304,7 +310,10 @@ static SSL_CTX *tls_ctx_common(const SSL_METHOD *method, const char *ciphers,
     /* Idle connections give back their record buffers; decisive with
      * thousands of IMAP IDLE sessions. */
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-    if (SSL_CTX_set_cipher_list(ctx, ciphers != NULL && ciphers[0] ? ciphers : TLS_DEFAULT_CIPHERS) != 1) {
+    const char *list = ciphers != NULL && ciphers[0] ? ciphers
+                       : is_opportunistic          ? TLS_OPPORTUNISTIC_CIPHERS
+                                                   : TLS_DEFAULT_CIPHERS;
+    if (SSL_CTX_set_cipher_list(ctx, list) != 1) {
         tls_set_error(err, sizeof(err), "TLS: no usable cipher in the cipher list");
         *error_r = mg_strdup(err);
         SSL_CTX_free(ctx);
@@ -316,10 +325,14 @@ static SSL_CTX *tls_ctx_common(const SSL_METHOD *method, const char *ciphers,
         SSL_CTX_free(ctx);
         return NULL;
     }
-    if (tls_check_ciphers(ctx, error_r) < 0) {
+    if (!is_opportunistic && tls_check_ciphers(ctx, error_r) < 0) {
         SSL_CTX_free(ctx);
         return NULL;
     }
+    /* Debian's level 2 refuses servers with 1024-bit keys: for
+     * opportunistic TLS that means plaintext instead. */
+    if (is_opportunistic)
+        SSL_CTX_set_security_level(ctx, 1);
     if (SSL_CTX_set1_groups_list(ctx, TLS_GROUPS) != 1) {
         tls_set_error(err, sizeof(err), "TLS: groups");
         *error_r = mg_strdup(err);
@@ -382,7 +395,7 @@ int mg_tls_context_new_server(const struct mg_tls_server_options *options,
         *error_r = mg_strdup("TLS: ALPN protocol name longer than 255 bytes");
         return -1;
     }
-    SSL_CTX *ctx = tls_ctx_common(TLS_server_method(), options->ciphers, options->min_version,
+    SSL_CTX *ctx = tls_ctx_common(TLS_server_method(), options->ciphers, options->min_version, false,
                                   error_r);
     struct tls_ctx_extra *extra = NULL;
     if (ctx == NULL)
@@ -444,6 +457,7 @@ int mg_tls_context_new_client(const struct mg_tls_client_options *options,
 {
     char err[600];
     SSL_CTX *ctx = tls_ctx_common(TLS_client_method(), options->ciphers, options->min_version,
+                                  options->is_opportunistic,
                                   error_r);
     if (ctx == NULL)
         return -1;

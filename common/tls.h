@@ -57,6 +57,11 @@ struct mg_tls_client_options {
      * handshake completes and mg_tls_is_verified() tells the result
      * (opportunistic TLS for SMTP). */
     bool require_verification;
+    /* Delivery to other mail servers: TLS 1.2 also with the older ciphers
+     * many of them still have (forward secrecy or AEAD first, never RC4,
+     * 3DES, export or anonymous ones) and OpenSSL security level 1, since
+     * a failed handshake means sending in plaintext. Only without ciphers. */
+    bool is_opportunistic;
 };
 
 int mg_tls_context_new_server(const struct mg_tls_server_options *options,

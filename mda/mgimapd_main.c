@@ -197,6 +197,10 @@ static int load_tls(struct mgimapd *d, const struct mg_settings *set, struct mg_
 {
     struct mg_tls_server_options o;
     mg_tls_server_options_from_settings(&set->tls, &o);
+    /* RFC 7301 / RFC 9325 3.8: a client that names another protocol (an
+     * HTTPS client pointed here by an attacker) is refused; mail clients
+     * send "imap" or nothing. */
+    o.alpn = "imap";
     (void)d;
     return mg_tls_context_new_server(&o, ctx_r, error_r);
 }

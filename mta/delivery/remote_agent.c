@@ -425,6 +425,7 @@ struct remote_agent *remote_agent_new(uv_loop_t *loop, const struct mg_settings 
         /* Verified or not, the handshake completes; the policy (log it,
          * or refuse the connection) is applied in conn_on_tls_ready. */
         .require_verification = false,
+        .is_opportunistic = true,
     };
     struct mg_tls_context *tls = NULL;
     if (mg_tls_context_new_client(&to, &tls, error_r) != 0) {

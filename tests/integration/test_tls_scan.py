@@ -12,6 +12,7 @@ program is skipped (exit 77).
 """
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -156,13 +157,25 @@ class TlsScan(SystemTestCase):
                 self.assertEqual(record[at + 2], 0, f"{name}: compression method")
 
     def test_alpn(self):
-        """A client offering "imap" on 993 is served (and gets "imap" when
-        the listener negotiates ALPN); the SMTP ports ignore ALPN."""
+        """A client offering "imap" on 993 gets it; one offering only other
+        protocols (an HTTPS client sent here: ALPACA) is refused; one
+        without ALPN is served. The SMTP ports ignore ALPN."""
         ctx = self.server.client_context()
         ctx.set_alpn_protocols(["imap"])
         with socket.create_connection(("127.0.0.1", self.server.port), timeout=10) as raw:
             with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
-                self.assertIn(tls.selected_alpn_protocol(), (None, "imap"))
+                self.assertEqual(tls.selected_alpn_protocol(), "imap")
+                self.assertTrue(tls.recv(1024).startswith(b"* OK"))
+        ctx = self.server.client_context()
+        ctx.set_alpn_protocols(["h2", "http/1.1"])
+        with socket.create_connection(("127.0.0.1", self.server.port), timeout=10) as raw:
+            with self.assertRaises(ssl.SSLError):
+                with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+                    tls.recv(1024)
+        ctx = self.server.client_context()
+        with socket.create_connection(("127.0.0.1", self.server.port), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+                self.assertIsNone(tls.selected_alpn_protocol())
                 self.assertTrue(tls.recv(1024).startswith(b"* OK"))
         ctx = self.server.client_context()
         ctx.set_alpn_protocols(["smtp", "h2"])
