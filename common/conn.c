@@ -13,9 +13,11 @@
 
 /* How long a closing connection may take to flush before it is cut. */
 #define CONN_CLOSE_TIMEOUT_MS 10000
-/* Output buffers bigger than this are released once empty, so that a
- * connection that once sent a large FETCH does not keep the memory. */
-#define CONN_BUF_KEEP 16384
+/* Buffers bigger than this are released once empty, so that a connection
+ * that once sent a large FETCH does not keep the memory, and an idle one
+ * (thousands of IMAP IDLE sessions) keeps none: a new buffer for the next
+ * burst costs a malloc, next to a system call and TLS. */
+#define CONN_BUF_KEEP 0
 
 enum conn_timer_mode {
     TIMER_NONE,

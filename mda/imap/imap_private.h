@@ -109,7 +109,7 @@ struct imap_cmd {
  * are positions in uids[], which changes only when the session reports
  * EXISTS and EXPUNGE. */
 struct imap_view {
-    char name[MAILBOX_NAME_MAX + 1];
+    char *name;                 /* allocated: most names are short */
     uint32_t mailbox_id;
     uint32_t uidvalidity;
     bool is_readonly;

@@ -463,7 +463,9 @@ static void execute_command(struct imap_session *s)
                                                                     : "Error in IMAP command: invalid tag");
         return;
     }
-    struct mg_arena *arena = mg_arena_new(len + 4096);
+    /* Room for the command's parse; more comes in chunks when needed. A
+     * command that waits (IDLE above all) keeps its arena all along. */
+    struct mg_arena *arena = mg_arena_new(len + 1024);
     struct imap_cmd *cmd = mg_arena_zalloc(arena, sizeof(*cmd));
     cmd->arena = arena;
     cmd->s = s;

@@ -61,7 +61,7 @@ struct imap_view *imap_view_new(struct imap_session *s, const struct store_mailb
                                 bool readonly)
 {
     struct imap_view *v = mg_calloc(1, sizeof(*v));
-    snprintf(v->name, sizeof(v->name), "%s", m->name);
+    v->name = mg_strdup(m->name);
     v->mailbox_id = m->rec.id;
     v->uidvalidity = m->rec.uidvalidity;
     v->is_readonly = readonly;
@@ -69,6 +69,15 @@ struct imap_view *imap_view_new(struct imap_session *s, const struct store_mailb
      * reported again, never missed. */
     v->modseq = m->rec.highestmodseq;
     store_msg_list(s->user, m->rec.id, 1, UINT32_MAX, load_uid_cb, v);
+    /* Idle sessions are most of them: no spare room in the list until a
+     * new message needs it. */
+    if (v->cap > v->count) {
+        v->cap = v->count;
+        if (v->count == 0)
+            mg_free(&v->uids);
+        else
+            v->uids = mg_reallocarray(v->uids, v->cap, sizeof(*v->uids));
+    }
     /* SELECT takes the \Recent of what it sees; EXAMINE only looks. */
     uint32_t top = v->count > 0 ? v->uids[v->count - 1] : 0;
     uint32_t above = readonly ? store_recent_mark(s->user, m->rec.id, m->rec.recent_uid)
@@ -76,6 +85,10 @@ struct imap_view *imap_view_new(struct imap_session *s, const struct store_mailb
     for (size_t i = 0; i < v->count; i++) {
         if (v->uids[i] > above)
             view_add_recent(v, v->uids[i]);
+    }
+    if (v->cap_recent > v->n_recent && v->n_recent > 0) {
+        v->cap_recent = v->n_recent;
+        v->recent = mg_reallocarray(v->recent, v->cap_recent, sizeof(*v->recent));
     }
     v->watch = store_watch_add(s->user, m->rec.id, view_watch_cb, s);
     char **names;
@@ -93,6 +106,7 @@ void imap_view_free(struct imap_view **view)
     if (v == NULL)
         return;
     store_watch_remove(&v->watch);
+    free(v->name);
     free(v->uids);
     free(v->recent);
     free(v->pending_expunges);
@@ -263,8 +277,10 @@ static bool view_lookup(struct imap_session *s, struct store_mailbox *m)
     struct imap_view *v = s->view;
     int r = store_mailbox_get_by_id(s->user, v->mailbox_id, m);
     if (r == STORE_OK) {
-        if (strcmp(v->name, m->name) != 0)
-            snprintf(v->name, sizeof(v->name), "%s", m->name);
+        if (strcmp(v->name, m->name) != 0) {
+            free(v->name);
+            v->name = mg_strdup(m->name);
+        }
         return true;
     }
     if (r == STORE_ERR_NOT_FOUND && imap_session_is_alive(s)) {
