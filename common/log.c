@@ -1,6 +1,7 @@
 #include "common/log.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,28 @@
 static const char *log_program = "mailgenic";
 static enum mg_log_level log_level = MG_LOG_INFO;
 static int log_journald;
+/* getpid() is a system call each time (glibc stopped caching it): the pid
+ * is kept here once mg_log_init registered the fork handler that forgets
+ * it in a child (mgauthd forks its serving child). 0: not known. */
+static pid_t log_pid;
+static int log_has_atfork;
+
+static void log_forget_pid(void)
+{
+    log_pid = 0;
+}
+
+static long log_getpid(void)
+{
+    if (!log_has_atfork)
+        return (long)getpid();
+    pid_t pid = __atomic_load_n(&log_pid, __ATOMIC_RELAXED);
+    if (pid == 0) {
+        pid = getpid();
+        __atomic_store_n(&log_pid, pid, __ATOMIC_RELAXED);
+    }
+    return (long)pid;
+}
 
 static const struct {
     const char *name;
@@ -35,6 +58,9 @@ void mg_log_init(const char *program)
      * connected to stderr; only then is the <N> prefix understood. */
     const char *js = getenv("JOURNAL_STREAM");
     log_journald = js != NULL && js[0] != '\0';
+    if (!log_has_atfork && pthread_atfork(NULL, NULL, log_forget_pid) == 0)
+        log_has_atfork = 1;
+    log_pid = 0;
 }
 
 void mg_log_set_level(enum mg_log_level level)
@@ -87,14 +113,21 @@ log_format(enum mg_log_level level, const char *component, const char *prefix_ex
     if (log_journald) {
         r = snprintf(line, LOG_LINE_MAX, "<%d>", log_levels[level].syslog_priority);
     } else {
+        /* The date and time to the second change once a second: each
+         * thread keeps its last one. */
+        static __thread time_t last_sec = -1;
+        static __thread char last_text[64];
         struct timeval tv;
-        struct tm tm;
         gettimeofday(&tv, NULL);
-        gmtime_r(&tv.tv_sec, &tm);
-        r = snprintf(line, LOG_LINE_MAX, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s[%ld]: ",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                     tm.tm_min, tm.tm_sec, (long)(tv.tv_usec / 1000), log_program,
-                     (long)getpid());
+        if (tv.tv_sec != last_sec) {
+            struct tm tm;
+            gmtime_r(&tv.tv_sec, &tm);
+            snprintf(last_text, sizeof(last_text), "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
+                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+            last_sec = tv.tv_sec;
+        }
+        r = snprintf(line, LOG_LINE_MAX, "%s.%03ldZ %s[%ld]: ", last_text, (long)(tv.tv_usec / 1000),
+                     log_program, log_getpid());
     }
     n = r > 0 ? (size_t)r : 0;
     r = snprintf(line + n, LOG_LINE_MAX - n, "%s %s: %s", log_levels[level].name,
