@@ -16,6 +16,13 @@
 #define AUTH_DEFAULT_TIMEOUT_MS 10000
 #define AUTH_CONNECT_TIMEOUT_MS 5000
 #define AUTH_BACKOFF_MAX_MS 5000
+/* A service that cannot be reached is given this long (a connection
+ * attempt at each look of the timer) before waiting requests fail: a
+ * restart of mgauthd, or mgimapd starting it, is a blip, not a 4xx. */
+#define AUTH_DOWN_GRACE_MS 1000
+#define AUTH_GRACE_RETRY_MS 100
+/* Timeouts and reconnections are looked at this often. */
+#define AUTH_TIMER_MS 250
 
 enum request_kind { REQ_VERIFY, REQ_RESOLVE, REQ_DOMAIN };
 
@@ -48,7 +55,8 @@ struct mg_auth_client {
     const struct mg_endpoint *endpoint;
     char address[300];     /* the endpoint's name, for logs */
     struct mg_tls_context *tls;
-    bool is_down;          /* the last connection attempt failed */
+    bool is_down;          /* unreachable for longer than the grace */
+    uint64_t down_since;   /* loop time of the first failed attempt; 0: none */
     char *client_name;
     uint64_t timeout_ms;
     struct mg_conn *conn;
@@ -265,6 +273,7 @@ static void conn_on_ready(struct mg_conn *conn)
     struct mg_auth_client *c = mg_conn_data(conn);
     c->is_connected = true;
     c->is_down = false;
+    c->down_since = 0;
     c->backoff_ms = 0;
     struct mg_buf hello = MG_BUF_INIT;
     mg_auth_proto_cfield(&hello, "HELLO");
@@ -303,13 +312,20 @@ static void conn_on_close(struct mg_conn *conn, const char *reason)
     c->is_connected = false;
     if (c->is_freeing)
         return;
+    bool is_grace = false;
     if (!was_connected) {
-        /* The service cannot be reached: say so to everyone waiting now,
-         * and to newcomers until the next attempt, instead of letting each
-         * one wait for its timeout (an SMTP client would sit 10 s on each
-         * RCPT before its 451). */
-        c->is_down = true;
-        fail_all(c, "auth service unavailable");
+        /* The service cannot be reached. After the grace, say so to
+         * everyone waiting now, and to newcomers until the next attempt,
+         * instead of letting each one wait for its timeout (an SMTP
+         * client would sit 10 s on each RCPT before its 451). */
+        uint64_t now = uv_now(c->loop);
+        if (c->down_since == 0)
+            c->down_since = now;
+        is_grace = now - c->down_since < AUTH_DOWN_GRACE_MS;
+        if (!is_grace) {
+            c->is_down = true;
+            fail_all(c, "auth service unavailable");
+        }
     }
     /* Requests already sent may or may not have been answered: they fail
      * temporarily; requests not sent yet wait for the next connection. */
@@ -323,6 +339,12 @@ static void conn_on_close(struct mg_conn *conn, const char *reason)
     char rv[MG_LOG_VALUE_MAX];
     mg_log_warning("auth", "connection to the auth service closed address=%s reason=%s", c->address,
                    mg_log_str(rv, reason != NULL ? reason : "closed"));
+    if (is_grace) {
+        /* Again soon (the timer looks every AUTH_TIMER_MS); the backoff
+         * starts once the service is known down. */
+        c->next_connect = uv_now(c->loop) + AUTH_GRACE_RETRY_MS;
+        return;
+    }
     c->backoff_ms = c->backoff_ms == 0 ? 100 : c->backoff_ms * 2;
     if (c->backoff_ms > AUTH_BACKOFF_MAX_MS)
         c->backoff_ms = AUTH_BACKOFF_MAX_MS;
@@ -380,7 +402,7 @@ struct mg_auth_client *mg_auth_client_new(uv_loop_t *loop,
     c->next_id = 1;
     uv_timer_init(loop, &c->timer);
     c->timer.data = c;
-    uv_timer_start(&c->timer, timer_cb, 250, 250);
+    uv_timer_start(&c->timer, timer_cb, AUTH_TIMER_MS, AUTH_TIMER_MS);
     uv_unref((uv_handle_t *)&c->timer);
     uv_check_init(loop, &c->check);
     c->check.data = c;

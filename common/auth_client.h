@@ -7,7 +7,9 @@
  * matched by request id. The connection is made on first use and again
  * after a failure, with backoff; a request that cannot be sent or answered
  * within the timeout completes with MG_AUTH_TEMPFAIL (the protocols then
- * answer "try again later"), never hangs.
+ * answer "try again later"), never hangs. A service that cannot be
+ * reached gets a second (a restart) before the requests waiting for it
+ * fail; after that, new requests fail at once until it is back.
  *
  * Every request completes exactly once through its callback (on the
  * loop, never inside the call that made it), unless cancelled first. */

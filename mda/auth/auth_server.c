@@ -87,7 +87,8 @@ static void job_free(struct auth_job *j)
     free(j);
 }
 
-/* ---- the work (thread pool) ---- */
+/* ---- the work: VERIFY in the thread pool (yescrypt), look-ups on the
+ * loop ---- */
 
 static void answer_fields(struct auth_job *j, const char *status, const char *const *fields, size_t n)
 {
@@ -189,16 +190,20 @@ static void do_domain(struct auth_job *j, struct auth_server *server)
         answer1(j, "OK", r == 1 ? "local" : "remote");
 }
 
-static void job_work(uv_work_t *req)
+static void job_run(struct auth_job *j, struct auth_server *server)
 {
-    struct auth_job *j = req->data;
-    struct auth_server *server = j->session->server;
     switch (j->kind) {
     case JOB_VERIFY: do_verify(j, server); break;
     case JOB_RESOLVE: do_resolve(j, server); break;
     case JOB_DOMAIN: do_domain(j, server); break;
     }
     mg_buf_append_byte(&j->answer, '\n');
+}
+
+static void job_work(uv_work_t *req)
+{
+    struct auth_job *j = req->data;
+    job_run(j, j->session->server);
 }
 
 static void job_after(uv_work_t *req, int status)
@@ -278,6 +283,19 @@ static void handle_line(struct auth_session *s, char *line, size_t len)
         protocol_error(s, "wrong number of fields");
         return;
     }
+    if (kind != JOB_VERIFY) {
+        /* Directory look-ups are a few B-tree reads in pages the cache
+         * holds: answered here, they cost far less than the hand-over to
+         * a worker thread and back (two context switches, a wake-up of
+         * the loop). Only a writer holding a page (mgadm, between its
+         * change and the commit) can make one wait. */
+        struct auth_job j = { .session = s, .kind = kind, .id = f[1], .n_args = 1 };
+        j.args[0] = f[2];
+        job_run(&j, s->server);
+        mg_conn_write(s->conn, j.answer.data, j.answer.len);
+        mg_buf_free(&j.answer);
+        return;
+    }
     struct auth_job *j = mg_calloc(1, sizeof(*j));
     j->session = s;
     j->kind = kind;
@@ -302,6 +320,8 @@ static void conn_on_read(struct mg_conn *conn)
     struct mg_buf *in = mg_conn_input(conn);
     struct mg_line line;
     enum mg_line_status st;
+    /* Answers given at once go out in one write. */
+    mg_conn_cork(conn);
     while (!mg_conn_is_closing(conn) &&
            (st = mg_line_reader_next(&s->reader, in, &line)) != MG_LINE_NEED_MORE) {
         if (st != MG_LINE_OK) {
@@ -316,6 +336,7 @@ static void conn_on_read(struct mg_conn *conn)
         mg_password_wipe(buf, line.len);
     }
     mg_line_reader_compact(&s->reader, in);
+    mg_conn_uncork(conn);
 }
 
 static void conn_on_close(struct mg_conn *conn, const char *reason)

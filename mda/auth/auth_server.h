@@ -1,6 +1,6 @@
 /* The auth service's server side (docs/auth-protocol.md): sessions on the
  * listening socket, requests answered from the user directory, password
- * checks in worker threads. */
+ * checks in worker threads; look-ups (RESOLVE, DOMAIN) on the loop. */
 #ifndef MG_MDA_AUTH_SERVER_H
 #define MG_MDA_AUTH_SERVER_H
 
