@@ -120,7 +120,7 @@ static const struct setting_def settings_schema[] = {
     { "queue", "delay_warning", T_DURATION, S(queue, delay_warning_ms), "0", 0, 2592000000u, NULL },
     { "queue", "retry_min", T_DURATION, S(queue, retry_min_ms), "5m", 1000, 86400000, NULL },
     { "queue", "retry_max", T_DURATION, S(queue, retry_max_ms), "4h", 1000, 86400000, NULL },
-    { "queue", "local_concurrency", T_UINT, S(queue, local_concurrency), "8", 1, 256, NULL },
+    { "queue", "local_concurrency", T_UINT, S(queue, local_concurrency), "20", 1, 256, NULL },
     { "queue", "remote_concurrency", T_UINT, S(queue, remote_concurrency), "50", 1, 1000, NULL },
     { "queue", "destination_concurrency", T_UINT, S(queue, destination_concurrency), "4", 1, 100, NULL },
 

@@ -1,4 +1,15 @@
-/* The queue manager (see queue.h). */
+/* The queue manager (see queue.h): messages in memory, their recipients'
+ * states, the scheduler, results. The spool's files are queue_spool.c's.
+ *
+ * The scheduler never walks the whole queue. A message is looked at when
+ * something about it changed (it arrived, a delivery ended, a look-up
+ * answered, the administrator acted: it is "dirty") or when its time has
+ * come (a binary min-heap of messages by the next retry, the end of their
+ * lifetime or the delay warning). Looking at a message ("planning" it)
+ * puts it at the end of the FIFO of due work of each agent it has due
+ * recipients for. Work is then handed out from the front of each FIFO
+ * only while the agent takes it: the oldest due work goes first, and a
+ * full agent costs one refused offer per pass, not one per message. */
 #include "mta/queue/queue_private.h"
 
 #include <dirent.h>
@@ -20,47 +31,39 @@
 #include "common/datetime.h"
 #include "common/log.h"
 #include "common/settings.h"
+#include "common/strmap.h"
 
 /* A delivery that was not even attempted (the MDA is restarting, say) is
  * offered again this soon: mail goes out as soon as the MDA is back. */
 #define QUEUE_NOT_ATTEMPTED_RETRY_MS 2000
 /* Recipients not resolvable now are retried like a delivery. */
 #define QUEUE_RESOLVE_RETRY_MS 60000
+/* The remote agent refuses a delivery when its destination cannot get a
+ * connection now; other destinations may still take theirs, so a pass
+ * goes on after a refusal, until this many. */
+#define QUEUE_REMOTE_REFUSALS_MAX 64
 
-struct queue_new {
-    struct queue_new *next;
-    struct queue *queue;
-    struct queue_envelope env;
-    struct mg_arena *arena;
-    int fd;
-    char *tmp_path;
-    char *msg_path;
-    size_t length_offset;
-    uint64_t content_len;
-    int status;
-    queue_commit_cb *cb;
-    void *ctx;
-    uv_work_t work;
-};
-
-static void queue_schedule(struct queue *q);
 static void msg_free(struct queue *q, struct queue_msg *m);
 static bool msg_is_done(const struct queue_msg *m);
 static void msg_settle(struct queue *q, struct queue_msg *m, struct mg_buf *lines, bool sync);
+static void msg_touch(struct queue *q, struct queue_msg *m);
+static void list_remove(struct queue *q, struct queue_msg *m, enum queue_list l);
+static void timer_remove(struct queue *q, struct queue_msg *m);
 
 struct queue_msg *queue_find(struct queue *queue, const char *id)
 {
-    for (struct queue_msg *m = queue->msgs; m != NULL; m = m->next) {
-        if (strcmp(m->env.id, id) == 0)
-            return m;
-    }
-    return NULL;
+    return mg_strmap_get(queue->by_id, id);
+}
+
+static uint64_t now_ms(struct queue *q)
+{
+    return uv_now(q->loop);
 }
 
 /* ---- adding messages to memory ---- */
 
 static struct queue_msg *msg_add(struct queue *q, const struct queue_envelope *env,
-                                 const char *path, uint64_t off, uint64_t len)
+                                 const char *path, uint64_t off, uint64_t len, uint64_t file_size)
 {
     struct queue_msg *m = mg_calloc(1, sizeof(*m));
     m->arena = mg_arena_new(1024);
@@ -82,16 +85,23 @@ static struct queue_msg *msg_add(struct queue *q, const struct queue_envelope *e
     m->log_path = mg_asprintf("%s/%s", q->log_dir, env->id);
     m->content_off = off;
     m->content_len = len;
+    m->file_size = file_size;
+    m->timer_idx = QUEUE_NO_TIMER;
     m->next = q->msgs;
     if (q->msgs != NULL)
         q->msgs->prev = m;
     q->msgs = m;
     q->n_msgs++;
+    mg_strmap_set(q->by_id, m->env.id, m);
     return m;
 }
 
 static void msg_free(struct queue *q, struct queue_msg *m)
 {
+    for (int l = 0; l < QUEUE_LISTS; l++)
+        list_remove(q, m, (enum queue_list)l);
+    timer_remove(q, m);
+    mg_strmap_remove(q->by_id, m->env.id);
     if (m->prev != NULL)
         m->prev->next = m->next;
     else if (q->msgs == m)
@@ -113,6 +123,20 @@ static void msg_free(struct queue *q, struct queue_msg *m)
     free(m);
 }
 
+/* The message's files go (in the thread pool), and the message with
+ * them. said: lines for the log once they are gone (or NULL). */
+static void msg_remove(struct queue *q, struct queue_msg *m, struct mg_buf *said)
+{
+    queue_spool_remove(q, m->path, m->has_log ? m->log_path : NULL, m->file_size, said);
+    msg_free(q, m);
+}
+
+void queue_msg_committed(struct queue *queue, const struct queue_envelope *env, const char *path,
+                         uint64_t content_off, uint64_t content_len, uint64_t file_size)
+{
+    msg_touch(queue, msg_add(queue, env, path, content_off, content_len, file_size));
+}
+
 /* ---- the status log ---- */
 
 /* Lines: "<index> <state> <time> <dsn> <text>", state one of delivered,
@@ -124,6 +148,7 @@ static void log_replay(struct queue_msg *m)
     FILE *f = fopen(m->log_path, "re");
     if (f == NULL)
         return;
+    m->has_log = true;
     char line[2048];
     while (fgets(line, sizeof(line), f) != NULL) {
         size_t len = strlen(line);
@@ -184,20 +209,6 @@ static int append_all(int fd, const char *p, size_t len)
     return 0;
 }
 
-/* Appends lines to a message's log; with sync, fdatasync before
- * returning. Called from the thread pool or at startup. */
-static int log_append(const char *path, const char *lines, size_t len, bool sync)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return -errno;
-    int r = append_all(fd, lines, len);
-    if (r == 0 && sync && fdatasync(fd) != 0)
-        r = -errno;
-    close(fd);
-    return r;
-}
-
 static void log_line(struct mg_buf *out, size_t idx, const char *state, const char *dsn,
                      const char *text)
 {
@@ -210,11 +221,10 @@ static void log_line(struct mg_buf *out, size_t idx, const char *state, const ch
 
 /* ---- opening ---- */
 
-static int mkdir_p(const char *path)
+static int msg_cmp_id(const void *a, const void *b)
 {
-    if (mkdir(path, 0700) == 0 || errno == EEXIST)
-        return 0;
-    return -errno;
+    const struct queue_msg *const *x = a, *const *y = b;
+    return strcmp((*x)->env.id, (*y)->env.id);
 }
 
 static void load_spool(struct queue *q)
@@ -224,6 +234,8 @@ static void load_spool(struct queue *q)
         return;
     struct dirent *de;
     size_t loaded = 0, bad = 0, finished = 0;
+    struct queue_msg **order = NULL;
+    size_t n_order = 0, cap_order = 0;
     while ((de = readdir(d)) != NULL) {
         if (!mg_unique_id_is_valid(de->d_name))
             continue;
@@ -242,7 +254,8 @@ static void load_spool(struct queue *q)
             free(to);
             bad++;
         } else {
-            struct queue_msg *m = msg_add(q, &env, path, off, len);
+            uint64_t size = off + len + strlen("end \n") + strlen(env.id);
+            struct queue_msg *m = msg_add(q, &env, path, off, len, size);
             log_replay(m);
             if (msg_is_done(m)) {
                 /* Every result was logged, the files were not removed yet
@@ -252,6 +265,11 @@ static void load_spool(struct queue *q)
                 msg_free(q, m);
                 finished++;
             } else {
+                if (n_order == cap_order) {
+                    cap_order = cap_order ? cap_order * 2 : 64;
+                    order = mg_reallocarray(order, cap_order, sizeof(*order));
+                }
+                order[n_order++] = m;
                 loaded++;
             }
         }
@@ -259,18 +277,7 @@ static void load_spool(struct queue *q)
         free(path);
     }
     closedir(d);
-    /* Messages in tmp/ were never acknowledged. */
-    d = opendir(q->tmp_dir);
-    if (d != NULL) {
-        while ((de = readdir(d)) != NULL) {
-            if (de->d_name[0] == '.')
-                continue;
-            char *path = mg_asprintf("%s/%s", q->tmp_dir, de->d_name);
-            unlink(path);
-            free(path);
-        }
-        closedir(d);
-    }
+    queue_spool_clean(q);
     /* Logs whose message is gone (deleted after the last result). */
     d = opendir(q->log_dir);
     if (d != NULL) {
@@ -283,9 +290,17 @@ static void load_spool(struct queue *q)
         }
         closedir(d);
     }
+    /* Planned oldest first: the order of their work. */
+    if (n_order > 0)
+        qsort(order, n_order, sizeof(*order), msg_cmp_id);
+    for (size_t i = 0; i < n_order; i++)
+        msg_touch(q, order[i]);
+    free(order);
     if (loaded > 0 || bad > 0 || finished > 0)
         mg_log_info("queue", "queue loaded messages=%zu damaged=%zu finished=%zu", loaded, bad, finished);
 }
+
+static void queue_schedule(struct queue *q);
 
 static void timer_cb(uv_timer_t *t)
 {
@@ -300,6 +315,16 @@ static void kick_cb(uv_idle_t *h)
     queue_schedule(q);
 }
 
+static void queue_free_paths(struct queue *q)
+{
+    free(q->dir);
+    free(q->tmp_dir);
+    free(q->msg_dir);
+    free(q->log_dir);
+    free(q->corrupt_dir);
+    free(q->free_dir);
+}
+
 int queue_open(uv_loop_t *loop, const struct mg_settings *settings, struct queue **queue_r,
                char **error_r)
 {
@@ -311,15 +336,10 @@ int queue_open(uv_loop_t *loop, const struct mg_settings *settings, struct queue
     q->msg_dir = mg_asprintf("%s/msg", q->dir);
     q->log_dir = mg_asprintf("%s/log", q->dir);
     q->corrupt_dir = mg_asprintf("%s/corrupt", q->dir);
+    q->free_dir = mg_asprintf("%s/free", q->dir);
     q->lock_fd = -1;
-    const char *dirs[] = { q->dir, q->tmp_dir, q->msg_dir, q->log_dir, q->corrupt_dir };
-    for (size_t i = 0; i < 5; i++) {
-        int r = mkdir_p(dirs[i]);
-        if (r != 0) {
-            *error_r = mg_asprintf("cannot create %s: %s", dirs[i], strerror(-r));
-            goto fail;
-        }
-    }
+    if (queue_spool_init(q, error_r) != 0)
+        goto fail;
     /* One process works on the spool at a time: mgsmtpd, or mgqueue while
      * mgsmtpd is stopped. Two would deliver everything twice and remove
      * each other's files. The lock goes with the process, also on kill -9. */
@@ -333,22 +353,19 @@ int queue_open(uv_loop_t *loop, const struct mg_settings *settings, struct queue
         goto fail;
     }
     free(lock_path);
-    load_spool(q);
+    q->by_id = mg_strmap_new();
     uv_timer_init(loop, &q->timer);
     q->timer.data = q;
     uv_idle_init(loop, &q->kick);
     q->kick.data = q;
+    load_spool(q);
     *queue_r = q;
     queue_kick(q);
     return 0;
 fail:
     if (q->lock_fd >= 0)
         close(q->lock_fd);
-    free(q->dir);
-    free(q->tmp_dir);
-    free(q->msg_dir);
-    free(q->log_dir);
-    free(q->corrupt_dir);
+    queue_free_paths(q);
     free(q);
     return -1;
 }
@@ -370,13 +387,12 @@ static void queue_free_cb(uv_handle_t *h)
     struct queue *q = h->data;
     while (q->msgs != NULL)
         msg_free(q, q->msgs);
+    queue_spool_free(q);
+    mg_strmap_free(&q->by_id);
+    free(q->timers);
     if (q->lock_fd >= 0)
         close(q->lock_fd);
-    free(q->dir);
-    free(q->tmp_dir);
-    free(q->msg_dir);
-    free(q->log_dir);
-    free(q->corrupt_dir);
+    queue_free_paths(q);
     free(q);
 }
 
@@ -416,227 +432,137 @@ void queue_kick(struct queue *queue)
     uv_idle_start(&queue->kick, kick_cb);
 }
 
-/* ---- receiving: writing and committing ---- */
+/* ---- the scheduler's lists and timers ---- */
 
-struct queue_new *queue_new_begin(struct queue *queue, struct queue_envelope *env,
-                                  const char **error_r)
+static void list_append(struct queue *q, struct queue_msg *m, enum queue_list l)
 {
-    struct queue_new *m = mg_calloc(1, sizeof(*m));
-    m->queue = queue;
-    mg_unique_id_new(env->id);
-    if (env->arrival == 0)
-        env->arrival = time(NULL);
-    m->tmp_path = mg_asprintf("%s/%s", queue->tmp_dir, env->id);
-    m->msg_path = mg_asprintf("%s/%s", queue->msg_dir, env->id);
-    m->fd = open(m->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (m->fd < 0) {
-        *error_r = errno == ENOSPC ? "queue disk full" : "cannot create queue file";
-        mg_log_error("queue", "cannot create %s: %s", m->tmp_path, strerror(errno));
-        free(m->tmp_path);
-        free(m->msg_path);
-        free(m);
-        return NULL;
-    }
-    /* A private copy of the envelope: the caller's goes away. */
-    m->arena = mg_arena_new(2048);
-    m->env = *env;
-    m->env.from = mg_arena_strdup(m->arena, env->from);
-    m->env.envid = env->envid ? mg_arena_strdup(m->arena, env->envid) : NULL;
-    m->env.auth_user = env->auth_user ? mg_arena_strdup(m->arena, env->auth_user) : NULL;
-    m->env.client = env->client ? mg_arena_strdup(m->arena, env->client) : NULL;
-    m->env.rcpts = mg_arena_alloc(m->arena, (env->n_rcpts ? env->n_rcpts : 1) * sizeof(*env->rcpts));
-    for (size_t i = 0; i < env->n_rcpts; i++) {
-        m->env.rcpts[i] = env->rcpts[i];
-        m->env.rcpts[i].address = mg_arena_strdup(m->arena, env->rcpts[i].address);
-        m->env.rcpts[i].orcpt = env->rcpts[i].orcpt ? mg_arena_strdup(m->arena, env->rcpts[i].orcpt) : NULL;
-    }
-    struct mg_buf head = MG_BUF_INIT;
-    queue_file_write_head(&m->env, &head);
-    m->length_offset = queue_file_length_offset(&head);
-    if (append_all(m->fd, head.data, head.len) != 0) {
-        *error_r = "cannot write queue file";
-        mg_buf_free(&head);
-        queue_new_abort(&m);
-        return NULL;
-    }
-    mg_buf_free(&head);
-    return m;
-}
-
-int queue_new_write(struct queue_new *m, const void *data, size_t len)
-{
-    if (m->status != 0)
-        return m->status;
-    if (append_all(m->fd, data, len) != 0)
-        m->status = -(errno ? errno : EIO);
-    m->content_len += len;
-    return m->status;
-}
-
-uint64_t queue_new_size(const struct queue_new *m)
-{
-    return m->content_len;
-}
-
-void queue_new_abort(struct queue_new **mp)
-{
-    struct queue_new *m = *mp;
-    if (m == NULL)
+    if (m->is_listed[l])
         return;
-    *mp = NULL;
-    if (m->fd >= 0)
-        close(m->fd);
-    unlink(m->tmp_path);
-    free(m->tmp_path);
-    free(m->msg_path);
-    mg_arena_free(&m->arena);
-    free(m);
+    m->is_listed[l] = true;
+    m->list_next[l] = NULL;
+    m->list_prev[l] = q->list_tail[l];
+    if (q->list_tail[l] != NULL)
+        q->list_tail[l]->list_next[l] = m;
+    else
+        q->list_head[l] = m;
+    q->list_tail[l] = m;
 }
 
-static void commit_finish(struct queue_new *m)
+static void list_prepend(struct queue *q, struct queue_msg *m, enum queue_list l)
 {
-    struct queue *q = m->queue;
-    if (m->status == 0) {
-        struct queue_msg *qm = msg_add(q, &m->env, m->msg_path, m->length_offset + 21, m->content_len);
-        (void)qm;
-        queue_kick(q);
-    } else {
-        unlink(m->tmp_path);
-        unlink(m->msg_path);
-    }
-    if (m->cb != NULL)
-        m->cb(m->status, m->env.id, m->ctx);
-    free(m->tmp_path);
-    free(m->msg_path);
-    mg_arena_free(&m->arena);
-    free(m);
-}
-
-struct dir_sync_job {
-    uv_work_t req;
-    struct queue *queue;
-    struct queue_new *list;
-    int status;
-};
-
-static void dir_sync_run(uv_work_t *req)
-{
-    struct dir_sync_job *j = req->data;
-    int fd = open(j->queue->msg_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    j->status = fd >= 0 && fsync(fd) == 0 ? 0 : -EIO;
-    if (fd >= 0)
-        close(fd);
-}
-
-static void dir_sync_start(struct queue *q);
-
-static void dir_sync_after(uv_work_t *req, int status)
-{
-    (void)status;
-    struct dir_sync_job *j = req->data;
-    struct queue *q = j->queue;
-    q->jobs_running--;
-    q->is_dir_syncing = false;
-    struct queue_new *m = j->list;
-    while (m != NULL) {
-        struct queue_new *next = m->next;
-        if (j->status != 0 && m->status == 0)
-            m->status = j->status;
-        commit_finish(m);
-        m = next;
-    }
-    free(j);
-    if (q->dir_sync_waiting != NULL)
-        dir_sync_start(q);
-}
-
-/* One fsync of msg/ for every message renamed since the last one: group
- * commit of directory entries. */
-static void dir_sync_start(struct queue *q)
-{
-    if (q->is_dir_syncing || q->dir_sync_waiting == NULL)
+    if (m->is_listed[l])
         return;
-    struct dir_sync_job *j = mg_calloc(1, sizeof(*j));
-    j->queue = q;
-    j->list = q->dir_sync_waiting;
-    q->dir_sync_waiting = NULL;
-    j->req.data = j;
-    q->is_dir_syncing = true;
-    q->jobs_running++;
-    uv_queue_work(q->loop, &j->req, dir_sync_run, dir_sync_after);
+    m->is_listed[l] = true;
+    m->list_prev[l] = NULL;
+    m->list_next[l] = q->list_head[l];
+    if (q->list_head[l] != NULL)
+        q->list_head[l]->list_prev[l] = m;
+    else
+        q->list_tail[l] = m;
+    q->list_head[l] = m;
 }
 
-static void commit_work(uv_work_t *req)
+static void list_remove(struct queue *q, struct queue_msg *m, enum queue_list l)
 {
-    struct queue_new *m = req->data;
-    if (m->status == 0 && fdatasync(m->fd) != 0)
-        m->status = -errno;
-    if (close(m->fd) != 0 && m->status == 0)
-        m->status = -errno;
-    m->fd = -1;
-    if (m->status == 0 && rename(m->tmp_path, m->msg_path) != 0)
-        m->status = -errno;
+    if (!m->is_listed[l])
+        return;
+    m->is_listed[l] = false;
+    if (m->list_prev[l] != NULL)
+        m->list_prev[l]->list_next[l] = m->list_next[l];
+    else
+        q->list_head[l] = m->list_next[l];
+    if (m->list_next[l] != NULL)
+        m->list_next[l]->list_prev[l] = m->list_prev[l];
+    else
+        q->list_tail[l] = m->list_prev[l];
+    m->list_next[l] = m->list_prev[l] = NULL;
 }
 
-static void commit_after(uv_work_t *req, int status)
+/* Something about m changed: planned again on the next pass. */
+static void msg_touch(struct queue *q, struct queue_msg *m)
 {
-    (void)status;
-    struct queue_new *m = req->data;
-    struct queue *q = m->queue;
-    q->jobs_running--;
-    if (m->status != 0) {
-        commit_finish(m);
+    list_append(q, m, QUEUE_LIST_DIRTY);
+    queue_kick(q);
+}
+
+static void timer_swap(struct queue *q, size_t i, size_t j)
+{
+    struct queue_msg *t = q->timers[i];
+    q->timers[i] = q->timers[j];
+    q->timers[j] = t;
+    q->timers[i]->timer_idx = i;
+    q->timers[j]->timer_idx = j;
+}
+
+static void timer_up(struct queue *q, size_t i)
+{
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (q->timers[parent]->wake_ms <= q->timers[i]->wake_ms)
+            break;
+        timer_swap(q, i, parent);
+        i = parent;
+    }
+}
+
+static void timer_down(struct queue *q, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, min = i;
+        if (l < q->n_timers && q->timers[l]->wake_ms < q->timers[min]->wake_ms)
+            min = l;
+        if (r < q->n_timers && q->timers[r]->wake_ms < q->timers[min]->wake_ms)
+            min = r;
+        if (min == i)
+            return;
+        timer_swap(q, i, min);
+        i = min;
+    }
+}
+
+static void timer_remove(struct queue *q, struct queue_msg *m)
+{
+    size_t i = m->timer_idx;
+    if (i == QUEUE_NO_TIMER)
+        return;
+    size_t last = --q->n_timers;
+    if (i != last) {
+        timer_swap(q, i, last);
+        timer_up(q, i);
+        timer_down(q, i);
+    }
+    m->timer_idx = QUEUE_NO_TIMER;
+}
+
+/* m needs a look at loop time when (UINT64_MAX: never). */
+static void timer_set(struct queue *q, struct queue_msg *m, uint64_t when)
+{
+    if (when == UINT64_MAX) {
+        timer_remove(q, m);
         return;
     }
-    m->next = q->dir_sync_waiting;
-    q->dir_sync_waiting = m;
-    dir_sync_start(q);
-}
-
-void queue_new_commit(struct queue_new *m, queue_commit_cb *cb, void *ctx)
-{
-    struct queue *q = m->queue;
-    m->cb = cb;
-    m->ctx = ctx;
-    if (m->status == 0) {
-        char len[21];
-        queue_file_format_length(m->content_len, len);
-        struct mg_buf trailer = MG_BUF_INIT;
-        queue_file_write_trailer(m->env.id, &trailer);
-        if (pwrite(m->fd, len, 20, (off_t)m->length_offset) != 20 ||
-            append_all(m->fd, trailer.data, trailer.len) != 0)
-            m->status = -(errno ? errno : EIO);
-        mg_buf_free(&trailer);
-    }
-    /* Each file is synced in its own job (they overlap in the thread
-     * pool); the directory is synced once for all that are ready. */
-    m->work.data = m;
-    q->jobs_running++;
-    uv_queue_work(q->loop, &m->work, commit_work, commit_after);
-}
-
-/* ---- injecting our own messages ---- */
-
-void queue_inject(struct queue *queue, struct queue_envelope *env, const char *content,
-                  size_t len, queue_commit_cb *cb, void *ctx)
-{
-    const char *error;
-    struct queue_new *m = queue_new_begin(queue, env, &error);
-    if (m == NULL) {
-        if (cb != NULL)
-            cb(-EIO, "", ctx);
+    if (m->timer_idx != QUEUE_NO_TIMER) {
+        if (when == m->wake_ms)
+            return;
+        bool is_earlier = when < m->wake_ms;
+        m->wake_ms = when;
+        if (is_earlier)
+            timer_up(q, m->timer_idx);
+        else
+            timer_down(q, m->timer_idx);
         return;
     }
-    queue_new_write(m, content, len);
-    queue_new_commit(m, cb, ctx);
+    if (q->n_timers == q->cap_timers) {
+        q->cap_timers = q->cap_timers ? q->cap_timers * 2 : 64;
+        q->timers = mg_reallocarray(q->timers, q->cap_timers, sizeof(*q->timers));
+    }
+    m->wake_ms = when;
+    m->timer_idx = q->n_timers;
+    q->timers[q->n_timers++] = m;
+    timer_up(q, m->timer_idx);
 }
 
 /* ---- scheduling ---- */
-
-static uint64_t now_ms(struct queue *q)
-{
-    return uv_now(q->loop);
-}
 
 static bool rcpt_is_final(const struct queue_rcpt *r)
 {
@@ -650,6 +576,12 @@ static bool msg_is_done(const struct queue_msg *m)
             return false;
     }
     return true;
+}
+
+/* Whether r is due for an agent now. */
+static bool rcpt_is_due(const struct queue_rcpt *r, uint64_t now, char route)
+{
+    return r->state == RCPT_PENDING && r->next_try_ms <= now && r->route == route;
 }
 
 static const char *rcpt_domain(const char *address)
@@ -717,11 +649,7 @@ static void resolved_cb(const struct mg_auth_resolve_result *res, void *ctx)
         if (res->status == MG_AUTH_NOT_LOCAL && strchr(r->address, '@') == NULL) {
             /* No domain of the host name is ours: nobody to tell. */
             r->route = QUEUE_ROUTE_LOCAL; /* LMTP refuses it: 5.1.1 */
-            queue_kick(q);
-            free(rc);
-            return;
-        }
-        if (res->status == MG_AUTH_OK && res->count > 0 && res->targets[0].is_local) {
+        } else if (res->status == MG_AUTH_OK && res->count > 0 && res->targets[0].is_local) {
             /* A generated message goes to the mailbox the address
              * reaches (the first: bounces have one recipient). */
             r->route = QUEUE_ROUTE_LOCAL;
@@ -742,7 +670,7 @@ static void resolved_cb(const struct mg_auth_resolve_result *res, void *ctx)
         } else {
             r->next_try_ms = now_ms(q) + QUEUE_RESOLVE_RETRY_MS;
         }
-        queue_kick(q);
+        msg_touch(q, m);
     }
     free(rc);
 }
@@ -810,96 +738,86 @@ static void delivery_free(struct queue_delivery *d)
     free(d);
 }
 
-/* Offers the due recipients of m to the agents. Returns false when an
- * agent was full (stop offering that kind of work for now). */
-/* The remote agent refuses a delivery when its destination cannot get a
- * connection now; other destinations may still take theirs, so a pass
- * goes on after a refusal, until this many. */
-#define QUEUE_REMOTE_REFUSALS_MAX 64
-
-static void dispatch_msg(struct queue *q, struct queue_msg *m, bool *local_full,
-                         unsigned *remote_refusals)
+/* Hands d to agent; on refusal everything is as before. */
+static bool delivery_offer(struct queue_agent *agent, struct queue_msg *m, struct queue_delivery *d,
+                           struct delivery_meta *meta)
 {
-    uint64_t now = now_ms(q);
-    /* Local: all due local recipients in one LMTP transaction. */
-    struct queue_delivery *ld = NULL;
-    struct delivery_meta *lmeta = NULL;
+    d->agent_data = meta;
+    for (size_t k = 0; k < d->n_rcpts; k++)
+        m->rcpts[meta->idx[k]].state = RCPT_IN_FLIGHT;
+    m->in_flight++;
+    if (agent->deliver(agent, d))
+        return true;
+    for (size_t k = 0; k < d->n_rcpts; k++)
+        m->rcpts[meta->idx[k]].state = RCPT_PENDING;
+    m->in_flight--;
+    free(meta->idx);
+    free(meta);
+    d->agent_data = NULL;
+    delivery_free(d);
+    return false;
+}
+
+/* All due local recipients of m in one LMTP transaction. Returns false
+ * when the agent was full. */
+static bool offer_local(struct queue *q, struct queue_msg *m, uint64_t now)
+{
+    struct queue_delivery *d = NULL;
+    struct delivery_meta *meta = NULL;
     for (size_t i = 0; i < m->n_rcpts; i++) {
         struct queue_rcpt *r = &m->rcpts[i];
-        if (r->state != RCPT_PENDING || r->next_try_ms > now)
+        if (!rcpt_is_due(r, now, QUEUE_ROUTE_LOCAL))
             continue;
-        if (r->route == QUEUE_ROUTE_UNKNOWN) {
-            resolve_rcpt(q, m, i);
-            continue;
+        if (d == NULL) {
+            d = delivery_new(m, NULL);
+            meta = mg_calloc(1, sizeof(*meta));
+            meta->msg = m;
         }
-        if (r->route != QUEUE_ROUTE_LOCAL || *local_full || q->local == NULL)
-            continue;
-        if (ld == NULL) {
-            ld = delivery_new(m, NULL);
-            lmeta = mg_calloc(1, sizeof(*lmeta));
-            lmeta->msg = m;
-        }
-        delivery_add(ld, lmeta, i, r);
+        delivery_add(d, meta, i, r);
     }
-    if (ld != NULL) {
-        /* The queue's bookkeeping (which recipients) rides with d. */
-        struct delivery_meta *keep = lmeta;
-        ld->agent_data = keep;
-        for (size_t k = 0; k < ld->n_rcpts; k++)
-            m->rcpts[keep->idx[k]].state = RCPT_IN_FLIGHT;
-        m->in_flight++;
-        if (!q->local->deliver(q->local, ld)) {
-            for (size_t k = 0; k < ld->n_rcpts; k++)
-                m->rcpts[keep->idx[k]].state = RCPT_PENDING;
-            m->in_flight--;
-            free(keep->idx);
-            free(keep);
-            ld->agent_data = NULL;
-            delivery_free(ld);
-            *local_full = true;
-        }
-    }
-    if (*remote_refusals >= QUEUE_REMOTE_REFUSALS_MAX || q->remote == NULL)
-        return;
-    /* Remote: one delivery per destination domain. A refused domain's
-     * recipients are skipped for the rest of this pass. */
+    return d == NULL || delivery_offer(q->local, m, d, meta);
+}
+
+/* One delivery per destination domain of m's due remote recipients; a
+ * refused domain's recipients wait for the next pass. Returns whether
+ * every due remote recipient was taken. */
+static bool offer_remote(struct queue *q, struct queue_msg *m, uint64_t now, unsigned *refusals)
+{
     bool *is_refused = NULL;
+    bool is_all = true;
     for (size_t i = 0; i < m->n_rcpts; i++) {
         struct queue_rcpt *r = &m->rcpts[i];
-        if (r->state != RCPT_PENDING || r->next_try_ms > now || r->route != QUEUE_ROUTE_REMOTE ||
-            (is_refused != NULL && is_refused[i]))
+        if (!rcpt_is_due(r, now, QUEUE_ROUTE_REMOTE) || (is_refused != NULL && is_refused[i]))
             continue;
+        if (*refusals >= QUEUE_REMOTE_REFUSALS_MAX) {
+            is_all = false;
+            break;
+        }
         const char *dom = rcpt_domain(r->address);
-        struct queue_delivery *rd = delivery_new(m, dom);
+        struct queue_delivery *d = delivery_new(m, dom);
         struct delivery_meta *meta = mg_calloc(1, sizeof(*meta));
         meta->msg = m;
         for (size_t k = i; k < m->n_rcpts; k++) {
             struct queue_rcpt *o = &m->rcpts[k];
-            if (o->state == RCPT_PENDING && o->next_try_ms <= now && o->route == QUEUE_ROUTE_REMOTE &&
+            if (rcpt_is_due(o, now, QUEUE_ROUTE_REMOTE) &&
                 mg_ascii_strcasecmp(rcpt_domain(o->address), dom) == 0)
-                delivery_add(rd, meta, k, o);
+                delivery_add(d, meta, k, o);
         }
-        rd->agent_data = meta;
-        for (size_t k = 0; k < rd->n_rcpts; k++)
-            m->rcpts[meta->idx[k]].state = RCPT_IN_FLIGHT;
-        m->in_flight++;
-        if (!q->remote->deliver(q->remote, rd)) {
-            for (size_t k = 0; k < rd->n_rcpts; k++)
-                m->rcpts[meta->idx[k]].state = RCPT_PENDING;
-            m->in_flight--;
+        size_t *idx = mg_calloc(d->n_rcpts, sizeof(*idx));
+        size_t n = d->n_rcpts;
+        memcpy(idx, meta->idx, n * sizeof(*idx));
+        if (!delivery_offer(q->remote, m, d, meta)) {
             if (is_refused == NULL)
                 is_refused = mg_calloc(m->n_rcpts, sizeof(*is_refused));
-            for (size_t k = 0; k < rd->n_rcpts; k++)
-                is_refused[meta->idx[k]] = true;
-            free(meta->idx);
-            free(meta);
-            rd->agent_data = NULL;
-            delivery_free(rd);
-            if (++*remote_refusals >= QUEUE_REMOTE_REFUSALS_MAX)
-                break;
+            for (size_t k = 0; k < n; k++)
+                is_refused[idx[k]] = true;
+            is_all = false;
+            ++*refusals;
         }
+        free(idx);
     }
     free(is_refused);
+    return is_all;
 }
 
 static void expire_msg(struct queue *q, struct queue_msg *m);
@@ -911,65 +829,143 @@ static uint64_t deadline_after(uint64_t now, uint64_t age, uint64_t limit)
     return now + (limit > age ? limit - age : 0) + 1000;
 }
 
+/* A finished message goes (with its files). Returns true when it did. */
+static bool msg_settle_if_done(struct queue *q, struct queue_msg *m)
+{
+    if (!msg_is_done(m) || m->in_flight != 0 || m->notices_pending != 0)
+        return false;
+    struct mg_buf none = MG_BUF_INIT;
+    msg_settle(q, m, &none, false);
+    return true;
+}
+
+/* Looks at m: expiry, the delay warning, look-ups to start, the agents'
+ * FIFOs it belongs in, and when to look again. */
+static void msg_plan(struct queue *q, struct queue_msg *m)
+{
+    const struct mg_settings_queue *set = &q->settings->queue;
+    if (m->is_held || m->is_deleted || msg_is_done(m)) {
+        /* Nothing to do (a finished message may wait for its notices). */
+        list_remove(q, m, QUEUE_LIST_LOCAL);
+        list_remove(q, m, QUEUE_LIST_REMOTE);
+        timer_remove(q, m);
+        if (!m->is_held)
+            msg_settle_if_done(q, m);
+        return;
+    }
+    uint64_t now = now_ms(q);
+    uint64_t age = msg_age_ms(m);
+    if (age > set->lifetime_ms && m->in_flight == 0) {
+        expire_msg(q, m);
+        return;
+    }
+    if (set->delay_warning_ms != 0 && !m->is_warned && age > set->delay_warning_ms)
+        warn_msg(q, m);
+    bool is_due_local = false, is_due_remote = false, is_waiting = false;
+    uint64_t next = UINT64_MAX;
+    for (size_t i = 0; i < m->n_rcpts; i++) {
+        struct queue_rcpt *r = &m->rcpts[i];
+        is_waiting |= !rcpt_is_final(r);
+        if (r->state != RCPT_PENDING)
+            continue;
+        if (r->next_try_ms > now) {
+            next = r->next_try_ms < next ? r->next_try_ms : next;
+            continue;
+        }
+        if (r->route == QUEUE_ROUTE_UNKNOWN) {
+            resolve_rcpt(q, m, i); /* without an auth service: known at once */
+            if (r->state != RCPT_PENDING)
+                continue;
+        }
+        is_due_local |= r->route == QUEUE_ROUTE_LOCAL;
+        is_due_remote |= r->route == QUEUE_ROUTE_REMOTE;
+    }
+    if (is_due_local)
+        list_append(q, m, QUEUE_LIST_LOCAL);
+    else
+        list_remove(q, m, QUEUE_LIST_LOCAL);
+    if (is_due_remote)
+        list_append(q, m, QUEUE_LIST_REMOTE);
+    else
+        list_remove(q, m, QUEUE_LIST_REMOTE);
+    /* The end of the lifetime and the delay warning are due at their
+     * time, not at the next retry (which may be hours away). Ages count
+     * whole seconds: a second later they are surely past. */
+    if (is_waiting) {
+        uint64_t due = deadline_after(now, age, set->lifetime_ms);
+        if (set->delay_warning_ms != 0 && !m->is_warned) {
+            uint64_t warn = deadline_after(now, age, set->delay_warning_ms);
+            due = warn < due ? warn : due;
+        }
+        next = due < next ? due : next;
+    }
+    timer_set(q, m, next);
+    msg_settle_if_done(q, m);
+}
+
+/* Local work from the front of its FIFO while the agent takes it. */
+static void dispatch_local(struct queue *q, uint64_t now)
+{
+    struct queue_msg *m;
+    while (q->local != NULL && (m = q->list_head[QUEUE_LIST_LOCAL]) != NULL) {
+        list_remove(q, m, QUEUE_LIST_LOCAL);
+        /* An agent may finish a delivery before deliver() returns (the
+         * spool file cannot be read), and a finished message is freed:
+         * hold it until we are done. */
+        m->in_flight++;
+        bool is_taken = offer_local(q, m, now);
+        m->in_flight--;
+        if (!is_taken) {
+            list_prepend(q, m, QUEUE_LIST_LOCAL); /* first when there is room */
+            return;
+        }
+        msg_settle_if_done(q, m);
+    }
+}
+
+/* Remote work: the agent refuses per destination, so refused messages
+ * keep their place and the pass goes on, up to a number of refusals. */
+static void dispatch_remote(struct queue *q, uint64_t now)
+{
+    if (q->remote == NULL)
+        return;
+    unsigned refusals = 0;
+    struct queue_msg *m = q->list_head[QUEUE_LIST_REMOTE];
+    while (m != NULL && refusals < QUEUE_REMOTE_REFUSALS_MAX) {
+        struct queue_msg *next = m->list_next[QUEUE_LIST_REMOTE];
+        m->in_flight++;
+        bool is_all = offer_remote(q, m, now, &refusals);
+        m->in_flight--;
+        if (is_all)
+            list_remove(q, m, QUEUE_LIST_REMOTE);
+        msg_settle_if_done(q, m);
+        m = next;
+    }
+}
+
 static void queue_schedule(struct queue *q)
 {
     if (q->is_closing)
         return;
-    uint64_t now = now_ms(q);
-    uint64_t next = UINT64_MAX;
-    bool local_full = false;
-    unsigned remote_refusals = 0;
-    struct queue_msg *m = q->msgs;
-    while (m != NULL) {
-        struct queue_msg *nextm = m->next;
-        if (!m->is_held && !m->is_deleted) {
-            if (msg_age_ms(m) > q->settings->queue.lifetime_ms && m->in_flight == 0) {
-                expire_msg(q, m);
-                m = nextm;
-                continue;
-            }
-            if (q->settings->queue.delay_warning_ms != 0 && !m->is_warned &&
-                msg_age_ms(m) > q->settings->queue.delay_warning_ms)
-                warn_msg(q, m);
-            /* An agent may finish a delivery before deliver() returns (a
-             * message the next hop's SIZE refuses fails at once), and a
-             * finished message is freed: hold it until we are done. */
-            m->in_flight++;
-            dispatch_msg(q, m, &local_full, &remote_refusals);
-            m->in_flight--;
-            if (msg_is_done(m) && m->in_flight == 0 && m->notices_pending == 0) {
-                struct mg_buf none = MG_BUF_INIT;
-                msg_settle(q, m, &none, false);
-                m = nextm;
-                continue;
-            }
-            bool is_waiting = false;
-            for (size_t i = 0; i < m->n_rcpts; i++) {
-                struct queue_rcpt *r = &m->rcpts[i];
-                if (r->state == RCPT_PENDING && r->next_try_ms > now && r->next_try_ms < next)
-                    next = r->next_try_ms;
-                is_waiting |= !rcpt_is_final(r);
-            }
-            /* The end of the lifetime and the delay warning are due at
-             * their time, not at the next retry (which may be hours
-             * away). Ages count whole seconds: a second later they are
-             * surely past. */
-            if (is_waiting) {
-                uint64_t age = msg_age_ms(m);
-                uint64_t due = deadline_after(now, age, q->settings->queue.lifetime_ms);
-                if (q->settings->queue.delay_warning_ms != 0 && !m->is_warned) {
-                    uint64_t warn = deadline_after(now, age, q->settings->queue.delay_warning_ms);
-                    due = warn < due ? warn : due;
-                }
-                next = due < next ? due : next;
-            }
-        }
-        m = nextm;
+    struct queue_msg *m;
+    while ((m = q->list_head[QUEUE_LIST_DIRTY]) != NULL) {
+        list_remove(q, m, QUEUE_LIST_DIRTY);
+        msg_plan(q, m);
     }
-    if (next != UINT64_MAX)
-        uv_timer_start(&q->timer, timer_cb, next - now + 10, 0);
-    else
+    uint64_t now = now_ms(q);
+    while (q->n_timers > 0 && q->timers[0]->wake_ms <= now) {
+        m = q->timers[0];
+        timer_remove(q, m);
+        msg_plan(q, m);
+    }
+    dispatch_local(q, now);
+    dispatch_remote(q, now);
+    if (q->n_timers > 0) {
+        uint64_t next = q->timers[0]->wake_ms;
+        uv_timer_start(&q->timer, timer_cb, (next > now ? next - now : 0) + 10, 0);
+    } else {
         uv_timer_stop(&q->timer);
+    }
 }
 
 /* ---- results ---- */
@@ -1008,23 +1004,12 @@ struct result_job {
     struct queue *queue;
     char id[MG_UNIQUE_ID_LEN + 1];
     char *log_path;
-    char *msg_path;
-    bool sync;
-    bool remove;
     int status;
 };
 
 static void result_work(uv_work_t *req)
 {
     struct result_job *j = req->data;
-    if (j->remove) {
-        /* Everything is final: the message goes. No fsync of msg/: if
-         * the unlink is lost in a crash the message is delivered again,
-         * the duplicate window the RFCs accept. */
-        unlink(j->msg_path);
-        unlink(j->log_path);
-        return;
-    }
     int fd = open(j->log_path, O_WRONLY | O_APPEND | O_CLOEXEC);
     if (fd < 0) {
         if (errno != ENOENT) /* no log yet: nothing to sync */
@@ -1044,7 +1029,6 @@ static void result_after(uv_work_t *req, int status)
     if (j->status != 0)
         mg_log_error("queue", "cannot sync the queue log id=%s error=%s", j->id, strerror(-j->status));
     free(j->log_path);
-    free(j->msg_path);
     free(j);
 }
 
@@ -1052,47 +1036,53 @@ static void result_after(uv_work_t *req, int status)
  * which survives a crash of the process (kill -9), so that a result is in
  * the log before anything else happens, also before the line about it in
  * the daemon's log. What survives a crash of the machine is the
- * fdatasync's business (result_job_start). */
+ * fdatasync's business (result_sync_start). */
 static void status_append(struct queue_msg *m, struct mg_buf *lines)
 {
     if (lines->len == 0)
         return;
-    int r = log_append(m->log_path, lines->data, lines->len, false);
+    m->has_log = true;
+    int fd = open(m->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    int r = fd >= 0 && append_all(fd, lines->data, lines->len) == 0 ? 0 : -errno;
+    if (fd >= 0)
+        close(fd);
     if (r != 0)
         mg_log_error("queue", "cannot write the queue log id=%s error=%s", m->env.id, strerror(-r));
     mg_buf_reset(lines);
 }
 
-/* Writes lines (see status_append), then in the thread pool: with sync an
- * fdatasync of the log, with remove the removal of the message's files. */
-static void result_job_start(struct queue *q, struct queue_msg *m, struct mg_buf *lines, bool sync,
-                             bool remove)
+/* An fdatasync of m's status log in the thread pool. */
+static void result_sync_start(struct queue *q, struct queue_msg *m)
 {
-    status_append(m, lines);
-    mg_buf_free(lines);
-    if (!sync && !remove)
-        return;
     struct result_job *j = mg_calloc(1, sizeof(*j));
     j->queue = q;
     memcpy(j->id, m->env.id, sizeof(j->id));
     j->log_path = mg_strdup(m->log_path);
-    j->msg_path = mg_strdup(m->path);
-    j->sync = sync;
-    j->remove = remove;
     j->req.data = j;
     q->jobs_running++;
     uv_queue_work(q->loop, &j->req, result_work, result_after);
 }
 
-static void log_result(const struct queue_msg *m, const struct queue_rcpt *r, const char *status,
-                       const char *relay)
+static void format_result(struct mg_buf *out, const struct queue_msg *m, const struct queue_rcpt *r,
+                          const char *status, const char *relay)
 {
     char tv[MG_LOG_VALUE_MAX], rv[MG_LOG_VALUE_MAX];
     uint64_t delay = msg_age_ms(m) / 1000;
-    mg_log_info("delivery", "%s to=%s relay=%s delay=%llus dsn=%s status=%s reply=%s", m->env.id,
-                mg_log_str(tv, r->address), relay != NULL ? relay : "none", (unsigned long long)delay,
-                r->dsn[0] ? r->dsn : "-", status,
-                mg_log_str(rv, r->last_error != NULL ? r->last_error : ""));
+    mg_buf_printf(out, "%s to=%s relay=%s delay=%llus dsn=%s status=%s reply=%s", m->env.id,
+                  mg_log_str(tv, r->address), relay != NULL ? relay : "none", (unsigned long long)delay,
+                  r->dsn[0] ? r->dsn : "-", status,
+                  mg_log_str(rv, r->last_error != NULL ? r->last_error : ""));
+}
+
+static void log_result(const struct queue_msg *m, const struct queue_rcpt *r, const char *status,
+                       const char *relay)
+{
+    if (mg_log_get_level() > MG_LOG_INFO)
+        return;
+    struct mg_buf b = MG_BUF_INIT;
+    format_result(&b, m, r, status, relay);
+    mg_log_info("delivery", "%s", b.data);
+    mg_buf_free(&b);
 }
 
 /* The message is done with: remove it, or log what happened (sync: the
@@ -1100,13 +1090,17 @@ static void log_result(const struct queue_msg *m, const struct queue_rcpt *r, co
 static void msg_settle(struct queue *q, struct queue_msg *m, struct mg_buf *lines, bool sync)
 {
     if (msg_is_done(m) && m->in_flight == 0 && m->notices_pending == 0) {
-        result_job_start(q, m, lines, false, true);
-        msg_free(q, m);
+        /* The final results first: a crash before the files are gone
+         * does not bring them back (no second bounce). */
+        status_append(m, lines);
+        mg_buf_free(lines);
+        msg_remove(q, m, NULL);
         return;
     }
-    if (lines->len > 0 || sync)
-        result_job_start(q, m, lines, sync, false);
+    status_append(m, lines);
     mg_buf_free(lines);
+    if (sync)
+        result_sync_start(q, m);
 }
 
 void queue_delivery_done(struct queue *q, struct queue_delivery *d)
@@ -1133,7 +1127,8 @@ void queue_delivery_done(struct queue *q, struct queue_delivery *d)
                               strcmp(r->last_error, dr->text) == 0;
         snprintf(r->dsn, sizeof(r->dsn), "%s", dr->dsn);
         free(r->last_error);
-        r->last_error = dr->text != NULL ? mg_strdup(dr->text) : NULL;
+        r->last_error = dr->text;
+        dr->text = NULL;
         free(r->last_relay);
         r->last_relay = d->relay != NULL ? mg_strdup(d->relay) : NULL;
         if (dr->result == 2) {
@@ -1170,28 +1165,52 @@ void queue_delivery_done(struct queue *q, struct queue_delivery *d)
             log_line(&lines, meta->idx[k], "deferred", r->dsn, r->last_error);
         }
     }
-    /* Deliveries are in the status log before anything else: a crash from
-     * here on does not deliver them again. */
-    status_append(m, &lines);
-    for (size_t k = 0; k < d->n_rcpts; k++) {
-        if (said[k] != NULL)
-            log_result(m, &m->rcpts[meta->idx[k]], said[k], d->relay);
+    if (msg_is_done(m) && m->in_flight == 0 && m->notices_pending == 0 && n_bounced == 0 &&
+        n_success == 0) {
+        /* Every recipient delivered, nobody to tell: no status log. The
+         * files go in the thread pool, and the delivery lines are logged
+         * once they are gone, so that a message logged as sent is never
+         * delivered again after a crash of mgsmtpd (until then it may
+         * be: the window of a delivery in flight). */
+        struct mg_buf out = MG_BUF_INIT;
+        if (mg_log_get_level() <= MG_LOG_INFO) {
+            for (size_t k = 0; k < d->n_rcpts; k++) {
+                if (said[k] == NULL)
+                    continue;
+                format_result(&out, m, &m->rcpts[meta->idx[k]], said[k], d->relay);
+                mg_buf_append_byte(&out, '\n');
+            }
+        }
+        msg_remove(q, m, &out);
+        mg_buf_free(&out);
+        mg_buf_free(&lines);
+    } else {
+        /* Deliveries are in the status log before anything else: a crash
+         * from here on does not deliver them again. */
+        status_append(m, &lines);
+        for (size_t k = 0; k < d->n_rcpts; k++) {
+            if (said[k] != NULL)
+                log_result(m, &m->rcpts[meta->idx[k]], said[k], d->relay);
+        }
+        /* The bounce is on disk before the failure is logged as final, so
+         * a crash in between bounces twice rather than never. */
+        if (n_bounced > 0)
+            notify_then_log(q, m, bounced, n_bounced, BOUNCE_FAILED, &bounce_lines, &lines);
+        if (n_success > 0)
+            bounce_send(q, m, success, n_success, BOUNCE_DELIVERED, NULL);
+        bool is_gone = msg_is_done(m) && m->in_flight == 0 && m->notices_pending == 0;
+        msg_settle(q, m, &lines, sync);
+        if (!is_gone)
+            msg_touch(q, m); /* retries, look-ups: planned again */
     }
-    free(said);
-    /* The bounce is on disk before the failure is logged as final, so a
-     * crash in between bounces twice rather than never. */
-    if (n_bounced > 0)
-        notify_then_log(q, m, bounced, n_bounced, BOUNCE_FAILED, &bounce_lines, &lines);
     mg_buf_free(&bounce_lines);
-    if (n_success > 0)
-        bounce_send(q, m, success, n_success, BOUNCE_DELIVERED, NULL);
+    free(said);
     free(bounced);
     free(success);
     free(meta->idx);
     free(meta);
     d->agent_data = NULL;
     delivery_free(d);
-    msg_settle(q, m, &lines, sync);
     queue_kick(q);
 }
 
@@ -1216,7 +1235,7 @@ static void expire_msg(struct queue *q, struct queue_msg *m)
     char lifetime[64];
     format_duration(q->settings->queue.lifetime_ms, lifetime, sizeof(lifetime));
     struct mg_buf lines = MG_BUF_INIT;
-    size_t *idx = mg_calloc(m->n_rcpts, sizeof(size_t));
+    size_t *idx = mg_calloc(m->n_rcpts ? m->n_rcpts : 1, sizeof(size_t));
     size_t n = 0;
     for (size_t i = 0; i < m->n_rcpts; i++) {
         struct queue_rcpt *r = &m->rcpts[i];
@@ -1238,12 +1257,17 @@ static void expire_msg(struct queue *q, struct queue_msg *m)
         notify_then_log(q, m, idx, n, BOUNCE_FAILED, &lines, &out);
     mg_buf_free(&lines);
     free(idx);
+    /* Nothing is due any more: out of the agents' FIFOs and the timers
+     * (it stays, waiting for its notice, or goes now). */
+    list_remove(q, m, QUEUE_LIST_LOCAL);
+    list_remove(q, m, QUEUE_LIST_REMOTE);
+    timer_remove(q, m);
     msg_settle(q, m, &out, true);
 }
 
 static void warn_msg(struct queue *q, struct queue_msg *m)
 {
-    size_t *idx = mg_calloc(m->n_rcpts, sizeof(size_t));
+    size_t *idx = mg_calloc(m->n_rcpts ? m->n_rcpts : 1, sizeof(size_t));
     size_t n = 0;
     /* Recipients that have waited for a reason: a failed attempt, or a
      * next hop that could not be reached at all (the MDA is down). */
@@ -1257,18 +1281,13 @@ static void warn_msg(struct queue *q, struct queue_msg *m)
         bounce_send(q, m, idx, n, BOUNCE_DELAYED, NULL);
         struct mg_buf lines = MG_BUF_INIT;
         mg_buf_printf(&lines, "warned %lld\n", (long long)time(NULL));
-        result_job_start(q, m, &lines, false, false);
+        status_append(m, &lines);
+        mg_buf_free(&lines);
     }
     free(idx);
 }
 
 /* ---- administration ---- */
-
-static int msg_cmp_id(const void *a, const void *b)
-{
-    const struct queue_msg *const *x = a, *const *y = b;
-    return strcmp((*x)->env.id, (*y)->env.id);
-}
 
 void queue_list(struct queue *q, struct mg_buf *out)
 {
@@ -1317,8 +1336,8 @@ void queue_flush(struct queue *q)
     for (struct queue_msg *m = q->msgs; m != NULL; m = m->next) {
         for (size_t i = 0; i < m->n_rcpts; i++)
             m->rcpts[i].next_try_ms = 0;
+        msg_touch(q, m);
     }
-    queue_kick(q);
 }
 
 int queue_delete(struct queue *q, const char *id)
@@ -1336,11 +1355,13 @@ int queue_delete(struct queue *q, const char *id)
      * not bring the message back. */
     struct mg_buf lines = MG_BUF_INIT;
     mg_buf_printf(&lines, "deleted %lld\n", (long long)time(NULL));
+    status_append(m, &lines);
+    mg_buf_free(&lines);
     if (m->in_flight == 0) {
-        result_job_start(q, m, &lines, false, true);
-        msg_free(q, m);
+        msg_remove(q, m, NULL);
     } else {
-        result_job_start(q, m, &lines, true, false);
+        result_sync_start(q, m);
+        msg_touch(q, m);
     }
     return 0;
 }
@@ -1353,8 +1374,10 @@ int queue_hold(struct queue *q, const char *id, bool hold)
     m->is_held = hold;
     struct mg_buf lines = MG_BUF_INIT;
     mg_buf_printf(&lines, "%s %lld\n", hold ? "hold" : "release", (long long)time(NULL));
-    result_job_start(q, m, &lines, true, false);
+    status_append(m, &lines);
+    mg_buf_free(&lines);
+    result_sync_start(q, m);
     mg_log_notice("queue", "%s %s by the administrator", id, hold ? "held" : "released");
-    queue_kick(q);
+    msg_touch(q, m);
     return 0;
 }

@@ -38,15 +38,20 @@ void queue_set_auth(struct queue *queue, struct mg_auth_client *auth);
 
 /* ---- receiving ---- */
 
-/* Starts a message: a new ID (written into env->id) and its spool file in
- * tmp/. Returns NULL with *error_r on failure (disk). */
+/* Starts a message: a new ID (written into env->id); the envelope and
+ * content collect in memory until the commit (a large message gets its
+ * spool file once it passes 64 KiB). Returns NULL with *error_r on
+ * failure. */
 struct queue_new *queue_new_begin(struct queue *queue, struct queue_envelope *env,
                                   const char **error_r);
-/* Appends content (page-cache writes; the commit makes them durable). */
+/* Appends content (memory, or page-cache writes for a large message; the
+ * commit makes them durable). Returns 0 or the first write error. */
 int queue_new_write(struct queue_new *m, const void *data, size_t len);
-/* Commits: fsync (shared with other messages committing at the same time),
- * rename into msg/, fsync of msg/. cb runs once it is durable (status 0)
- * or failed; the message is then scheduled. Frees m. */
+/* Commits, in the thread pool: the file written (a reused one of free/,
+ * or a new one in tmp/), fdatasync, rename into msg/, then an fsync of
+ * msg/ shared with the messages committing at the same time. cb runs
+ * once it is durable (status 0) or failed; the message is then
+ * scheduled. Frees m. */
 typedef void queue_commit_cb(int status, const char *id, void *ctx);
 void queue_new_commit(struct queue_new *m, queue_commit_cb *cb, void *ctx);
 /* Drops a message that will not be accepted. */

@@ -12,8 +12,9 @@
  *
  * The file carries its own framing: a file cut short (a crash while it was
  * being written, a full disk) has no valid "end" line where the length
- * says, and is never delivered. Files are written to <queue_dir>/tmp/,
- * fsynced and renamed into msg/ (then msg/ is fsynced) before the 250. */
+ * says, and is never delivered. Files are written in <queue_dir>/tmp/ (or
+ * free/, rewriting a finished message's file), fsynced and renamed into
+ * msg/ (then msg/ is fsynced) before the 250 (queue_spool.c). */
 #ifndef MG_MTA_QUEUE_FILE_H
 #define MG_MTA_QUEUE_FILE_H
 
