@@ -101,7 +101,7 @@ struct queue {
     unsigned jobs_running;
     /* The spool (queue_spool.c): group commit of new messages' directory
      * entries, the pool of files for reuse, removals in batches. */
-    struct queue_new *dir_sync_waiting;
+    struct queue_new *dir_sync_waiting, *dir_sync_waiting_tail;
     bool is_dir_syncing;
     uint64_t dir_syncs_started;
     struct queue_pool_file *pool_ready;

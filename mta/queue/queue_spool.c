@@ -389,7 +389,7 @@ static void dir_sync_start(struct queue *q, bool force)
     j->queue = q;
     j->list = q->dir_sync_waiting;
     j->generation = ++q->dir_syncs_started;
-    q->dir_sync_waiting = NULL;
+    q->dir_sync_waiting = q->dir_sync_waiting_tail = NULL;
     j->req.data = j;
     q->is_dir_syncing = true;
     q->jobs_running++;
@@ -434,8 +434,13 @@ static void commit_after(uv_work_t *req, int status)
     /* The file is msg/<ID> now, no longer the pool's. */
     free(m->file_path);
     m->file_path = NULL;
-    m->next = q->dir_sync_waiting;
-    q->dir_sync_waiting = m;
+    /* In the order they became ready: the order they are scheduled in. */
+    m->next = NULL;
+    if (q->dir_sync_waiting_tail != NULL)
+        q->dir_sync_waiting_tail->next = m;
+    else
+        q->dir_sync_waiting = m;
+    q->dir_sync_waiting_tail = m;
     dir_sync_start(q, false);
 }
 
