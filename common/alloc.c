@@ -27,7 +27,12 @@ void *mg_malloc(size_t size)
 
 void *mg_calloc(size_t nmemb, size_t size)
 {
-    void *p = calloc(nmemb ? nmemb : 1, size ? size : 1);
+    /* Nothing asked for (0 members of any size): one byte, like malloc(0)
+     * here; not nmemb or size bumped to 1 alone, which turns calloc(0, big)
+     * into an impossible allocation. */
+    if (nmemb == 0 || size == 0)
+        nmemb = size = 1;
+    void *p = calloc(nmemb, size);
     if (p == NULL)
         alloc_fail(size);
     return p;

@@ -21,7 +21,15 @@ char *mg_strndup(const char *s, size_t n);
 /* printf into a new allocation; the caller frees it. */
 char *mg_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* Frees *p and sets it to NULL; accepts NULL and *p == NULL. */
-#define mg_free(p) do { free(*(p)); *(p) = NULL; } while (0)
+/* Frees *p and sets it to NULL; accepts p NULL and *p NULL. Evaluates p
+ * once, like a function would. */
+#define mg_free(p) \
+    do { \
+        __typeof__(p) mg_free_p_ = (p); \
+        if (mg_free_p_ != NULL) { \
+            free(*mg_free_p_); \
+            *mg_free_p_ = NULL; \
+        } \
+    } while (0)
 
 #endif

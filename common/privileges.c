@@ -35,6 +35,16 @@ int mg_privileges_lookup(const char *user, const char *group, uid_t *uid_r, gid_
     return 0;
 }
 
+/* Empties the bounding set while we still may (CAP_SETPCAP, as root), so
+ * that nothing this process or its children exec can get a capability
+ * back. Without CAP_SETPCAP (systemd's ambient CAP_SETUID only) each drop
+ * fails with EPERM and the unit's CapabilityBoundingSet= is what limits. */
+static void drop_bounding_set(void)
+{
+    for (int cap = 0; prctl(PR_CAPBSET_READ, cap, 0, 0, 0) >= 0; cap++)
+        prctl(PR_CAPBSET_DROP, cap, 0, 0, 0);
+}
+
 /* Clears every capability: effective, permitted, inheritable and ambient.
  * A daemon started by systemd with AmbientCapabilities (to bind port 25,
  * or to start mgauthd under its own user) keeps none of them. */
@@ -49,7 +59,10 @@ static int drop_capabilities(char **error_r)
         return -1;
     }
     /* Nothing we exec may gain privileges either (no setuid helpers). */
-    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+        *error_r = mg_asprintf("cannot set no_new_privs: %s", strerror(errno));
+        return -1;
+    }
     return 0;
 }
 
@@ -61,6 +74,7 @@ int mg_privileges_drop(const char *user, const char *group, char **error_r)
     gid_t gid;
     if (mg_privileges_lookup(user, group, &uid, &gid, error_r) < 0)
         return -1;
+    drop_bounding_set();
     if (geteuid() != uid || getegid() != gid) {
         /* Root, or a process given CAP_SETUID/CAP_SETGID (systemd's
          * AmbientCapabilities), can switch; anyone else cannot. */

@@ -1,5 +1,6 @@
 #include "common/strmap.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,15 +25,28 @@ struct mg_strmap {
  * addresses and user names come from the network). */
 static uint64_t strmap_seed;
 
+/* The process's seed, made on first use. Maps live on one thread each, but
+ * the seed is shared: threads meeting here first must agree on one (the
+ * first to store it wins), or a map would hash its keys with two seeds
+ * and lose some. */
+static uint64_t strmap_seed_get(void)
+{
+    uint64_t seed = __atomic_load_n(&strmap_seed, __ATOMIC_ACQUIRE);
+    if (seed != 0)
+        return seed;
+    uint64_t fresh = 0;
+    if (getrandom(&fresh, sizeof(fresh), 0) != (ssize_t)sizeof(fresh))
+        fresh = (uint64_t)(uintptr_t)&strmap_seed;
+    fresh |= 1;
+    if (__atomic_compare_exchange_n(&strmap_seed, &seed, fresh, false, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE))
+        return fresh;
+    return seed; /* another thread's, stored meanwhile */
+}
+
 static uint64_t strmap_hash(const char *s)
 {
-    if (strmap_seed == 0) {
-        uint64_t seed = 0;
-        if (getrandom(&seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
-            seed = (uint64_t)(uintptr_t)&strmap_seed;
-        strmap_seed = seed | 1;
-    }
-    uint64_t h = 14695981039346656037ull ^ strmap_seed;
+    uint64_t h = 14695981039346656037ull ^ strmap_seed_get();
     for (; *s != '\0'; s++) {
         h ^= (unsigned char)*s;
         h *= 1099511628211ull;

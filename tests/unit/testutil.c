@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -305,4 +306,88 @@ bool testutil_run_until(uv_loop_t *loop, bool (*done)(void *ctx), void *ctx, dou
     uv_close((uv_handle_t *)&u.timer, NULL);
     uv_run(loop, UV_RUN_NOWAIT);
     return done(ctx);
+}
+
+void testutil_capture_stderr_begin(struct testutil_capture *cap)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(cap->path, sizeof(cap->path), "%s/mgcapture.XXXXXX",
+             tmp != NULL && tmp[0] != '\0' && strlen(tmp) < 40 ? tmp : "/tmp");
+    cap->fd = mkstemp(cap->path);
+    if (cap->fd < 0)
+        fail_msg("mkstemp: %s", strerror(errno));
+    fflush(stderr);
+    cap->saved_fd = dup(STDERR_FILENO);
+    dup2(cap->fd, STDERR_FILENO);
+}
+
+char *testutil_capture_stderr_end(struct testutil_capture *cap)
+{
+    fflush(stderr);
+    dup2(cap->saved_fd, STDERR_FILENO);
+    close(cap->saved_fd);
+    close(cap->fd);
+    char *text = testutil_read_file(cap->path, NULL);
+    unlink(cap->path);
+    return text != NULL ? text : mg_strdup("");
+}
+
+int testutil_waitpid(pid_t pid, double seconds)
+{
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        int status;
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            return status;
+        if (r < 0 && errno != EINTR)
+            fail_msg("waitpid %d: %s", (int)pid, strerror(errno));
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double elapsed = (double)(now.tv_sec - start.tv_sec) + (double)(now.tv_nsec - start.tv_nsec) / 1e9;
+        if (elapsed > seconds)
+            return -1;
+        struct timespec ts = { 0, 5 * 1000 * 1000 };
+        nanosleep(&ts, NULL);
+    }
+}
+
+int testutil_fork_run(int (*fn)(void *ctx), void *ctx, double seconds, char **output_r)
+{
+    const char *tmp = getenv("TMPDIR");
+    char *path = mg_asprintf("%s/mgchild.XXXXXX", tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
+    int fd = mkstemp(path);
+    if (fd < 0)
+        fail_msg("mkstemp: %s", strerror(errno));
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0)
+        fail_msg("fork: %s", strerror(errno));
+    if (pid == 0) {
+        dup2(fd, STDOUT_FILENO);
+        dup2(fd, STDERR_FILENO);
+        close(fd);
+        int rc = fn(ctx);
+        fflush(stdout);
+        fflush(stderr);
+        _exit(rc);
+    }
+    close(fd);
+    int status = testutil_waitpid(pid, seconds);
+    if (status == -1) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+    char *out = testutil_read_file(path, NULL);
+    unlink(path);
+    free(path);
+    if (status == -1)
+        fail_msg("child still running after %.1f s; output:\n%s", seconds, out != NULL ? out : "");
+    if (output_r != NULL)
+        *output_r = out != NULL ? out : mg_strdup("");
+    else
+        free(out);
+    return status;
 }

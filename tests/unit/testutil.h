@@ -65,4 +65,26 @@ void testutil_dnsmasq_stop(struct testutil_dnsmasq **dnsmasq);
 void testutil_make_cert(const char *dir, const char *base, const char *name,
                         char **cert_r, char **key_r);
 
+/* Captures what this process writes to descriptor 2 (stderr, so the log)
+ * from _begin until _end, which restores stderr and returns the text (to
+ * free). Not nestable. */
+struct testutil_capture {
+    int saved_fd;
+    int fd;
+    char path[64];
+};
+void testutil_capture_stderr_begin(struct testutil_capture *cap);
+char *testutil_capture_stderr_end(struct testutil_capture *cap);
+
+/* Runs fn(ctx) in a forked child with stdout and stderr going to a file,
+ * and waits for it at most `seconds` (then kills it and fails the test).
+ * The child leaves with _exit(fn's return value): cmocka asserts must not
+ * be used in fn (they would unwind into the copy of the test runner), so
+ * fn reports through its return value and output. Returns the wait
+ * status; *output_r (when not NULL) gets the child's output (to free). */
+int testutil_fork_run(int (*fn)(void *ctx), void *ctx, double seconds, char **output_r);
+/* Waits at most `seconds` for a child: its wait status, or -1 when it is
+ * still running (it is left running). */
+int testutil_waitpid(pid_t pid, double seconds);
+
 #endif
