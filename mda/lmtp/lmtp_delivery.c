@@ -81,7 +81,6 @@ struct lmtp_rcpt_data {
     struct smtp_tx *tx;
     struct smtp_rcpt *rcpt;
     struct smtp_server_reply *reply;
-    struct mg_auth_request *req;
     char **targets;
     uint64_t *quotas;
     size_t n_targets;
@@ -162,16 +161,13 @@ static void hook_mail_from(struct smtp_server *server, struct smtp_server_reply 
     smtp_server_reply_send(reply, 250, "2.1.0", "Ok");
 }
 
+/* The engine's rcpt_free hook is the one place recipient data goes: it
+ * comes after the answer, so a lookup is never pending here (the lookup's
+ * own answer is what lets the engine release the recipient). */
 static void rcpt_data_free(struct lmtp_rcpt_data *r)
 {
     if (r == NULL)
         return;
-    if (r->req != NULL) {
-        /* The lookup's reference to the session goes with it. */
-        mg_auth_cancel(&r->req);
-        struct lmtp_session *s = r->session;
-        session_unref(&s);
-    }
     for (size_t i = 0; i < r->n_targets; i++)
         free(r->targets[i]);
     free(r->targets);
@@ -242,7 +238,6 @@ static void rcpt_resolved(const struct mg_auth_resolve_result *res, void *ctx)
 {
     struct lmtp_rcpt_data *r = ctx;
     struct lmtp_session *s = r->session; /* referenced while the lookup ran */
-    r->req = NULL;
     rcpt_answer(r, res);
     session_unref(&s);
 }
@@ -251,12 +246,9 @@ static void rcpt_answer(struct lmtp_rcpt_data *r, const struct mg_auth_resolve_r
 {
     struct smtp_server_reply *reply = r->reply;
     char av[MG_LOG_VALUE_MAX];
+    /* After a reply r belongs to the engine (rcpt_free), so everything
+     * that reads it comes first. */
     if (r->session->conn == NULL) {
-        /* The client is gone. A 2xx would make the engine keep the
-         * recipient, but a closed engine drops it without tx_free: refuse
-         * it, and our data goes here. */
-        r->rcpt->data = NULL;
-        rcpt_data_free(r);
         smtp_server_reply_send(reply, 451, "4.3.0", "Connection closed");
         return;
     }
@@ -264,15 +256,11 @@ static void rcpt_answer(struct lmtp_rcpt_data *r, const struct mg_auth_resolve_r
     case MG_AUTH_OK:
         break;
     case MG_AUTH_TEMPFAIL:
-        r->rcpt->data = NULL;
         mg_log_warning("lmtp", "recipient lookup failed session=%s to=%s reason=%s", r->session->id,
                        mg_log_str(av, r->rcpt->address), res->reason != NULL ? res->reason : "");
-        rcpt_data_free(r);
         smtp_server_reply_send(reply, 451, "4.3.0", "Temporary lookup failure, try again later");
         return;
     default:
-        r->rcpt->data = NULL;
-        rcpt_data_free(r);
         smtp_server_reply_send(reply, 550, "5.1.1", "User unknown");
         return;
     }
@@ -298,8 +286,6 @@ static void rcpt_answer(struct lmtp_rcpt_data *r, const struct mg_auth_resolve_r
         r->n_targets++;
     }
     if (r->n_targets == 0) {
-        r->rcpt->data = NULL;
-        rcpt_data_free(r);
         if (local > 0 && disabled == local)
             smtp_server_reply_send(reply, 550, "5.2.1", "Mailbox disabled");
         else
@@ -337,7 +323,7 @@ static void hook_rcpt_to(struct smtp_server *server, struct smtp_server_reply *r
         return;
     }
     session_ref(s);
-    r->req = mg_auth_resolve(s->owner->auth, rcpt->address, rcpt_resolved, r);
+    mg_auth_resolve(s->owner->auth, rcpt->address, rcpt_resolved, r);
 }
 
 static void hook_data_begin(struct smtp_server *server, struct smtp_server_reply *reply,
@@ -531,14 +517,19 @@ static void hook_data_end(struct smtp_server *server, struct smtp_server_reply *
         batch_free(b);
 }
 
+static void hook_rcpt_free(struct smtp_server *server, struct smtp_tx *tx, struct smtp_rcpt *rcpt,
+                           void *ctx)
+{
+    (void)server;
+    (void)tx;
+    (void)ctx;
+    rcpt_data_free(rcpt->data);
+}
+
 static void hook_tx_free(struct smtp_server *server, struct smtp_tx *tx, void *ctx)
 {
     (void)server;
     (void)ctx;
-    for (size_t i = 0; i < tx->rcpt_count; i++) {
-        rcpt_data_free(tx->rcpts[i]->data);
-        tx->rcpts[i]->data = NULL;
-    }
     tx_data_free(tx->data);
     tx->data = NULL;
 }
@@ -550,6 +541,7 @@ static const struct smtp_server_hooks lmtp_hooks = {
     .data_chunk = hook_data_chunk,
     .data_end = hook_data_end,
     .tx_free = hook_tx_free,
+    .rcpt_free = hook_rcpt_free,
 };
 
 /* ---- transport ---- */

@@ -299,6 +299,21 @@ class TestFailures(LmtpCase):
                 n = int(subject.group(2))
                 self.assertIn(b"v" * (n * 150000) + b"\r\n", m)
 
+    def test_client_vanishes_during_lookups(self):
+        """Recipients still being looked up when the client goes: their
+        answers come to a closed session and nothing leaks (sanitizers at
+        the stop)."""
+        for i in range(8):
+            sock = socket.socket(socket.AF_UNIX)
+            sock.connect(self.server.lmtp_socket)
+            rcpts = b"".join(b"RCPT TO:<%s%d@example.test>\r\n" % (name, n)
+                             for n in range(20) for name in (b"nobody", b"alice+t"))
+            sock.sendall(b"LHLO x\r\nMAIL FROM:<a@remote.test>\r\n" + rcpts)
+            if i % 2:
+                sock.recv(64)
+            sock.close()
+        self.assertEqual(self.server.lmtp_deliver(["alice"], mgtest.make_message(subject="still")), {})
+
     def auth_child(self):
         """The pid of mgauthd's serving process (the supervisor's child)."""
         pids = self.server.group_pids()
