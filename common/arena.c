@@ -57,15 +57,25 @@ void mg_arena_free(struct mg_arena **arena)
 
 void mg_arena_clear(struct mg_arena *arena)
 {
-    /* Keep the oldest chunk: it is the one of the default size. */
+    /* One chunk of the default size stays for reuse; blocks made for one
+     * big allocation go, so a session that once held a large command does
+     * not keep its memory while idle. The default chunk need not be the
+     * oldest: a big block can sit behind the head (mg_arena_alloc). */
+    struct arena_chunk *keep = NULL;
     struct arena_chunk *c = arena->head;
-    while (c->next != NULL) {
+    while (c != NULL) {
         struct arena_chunk *next = c->next;
-        free(c);
+        if (keep == NULL && c->size == arena->chunk_size)
+            keep = c;
+        else
+            free(c);
         c = next;
     }
-    c->used = 0;
-    arena->head = c;
+    if (keep == NULL)
+        keep = chunk_new(arena->chunk_size);
+    keep->next = NULL;
+    keep->used = 0;
+    arena->head = keep;
     arena->used_total = 0;
 }
 
