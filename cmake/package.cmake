@@ -36,6 +36,14 @@ add_custom_target(mg_man ALL DEPENDS ${MG_MAN_OUTPUTS})
 install(FILES README.md docs/operations.md docs/configuration.md docs/architecture.md
               docs/mgadm.md docs/auth-protocol.md docs/storage.md
         DESTINATION share/doc/mailgenic)
+# Debian policy 12.5 and 12.7: the copyright file as it is, the changelog
+# compressed (-n: reproducible). Its top entry must name this version.
+set(MG_CHANGELOG_GZ ${CMAKE_BINARY_DIR}/changelog.Debian.gz)
+add_custom_command(OUTPUT ${MG_CHANGELOG_GZ}
+  COMMAND gzip -9n -c ${MG_DEPLOY_DIR}/debian/changelog > ${MG_CHANGELOG_GZ}
+  DEPENDS ${MG_DEPLOY_DIR}/debian/changelog VERBATIM)
+add_custom_target(mg_changelog ALL DEPENDS ${MG_CHANGELOG_GZ})
+install(FILES ${MG_CHANGELOG_GZ} ${MG_DEPLOY_DIR}/debian/copyright DESTINATION share/doc/mailgenic)
 install(PROGRAMS ${MG_DEPLOY_DIR}/certbot-deploy-hook DESTINATION share/doc/mailgenic/examples)
 install(FILES ${MG_DEPLOY_DIR}/nftables.conf DESTINATION share/doc/mailgenic/examples)
 

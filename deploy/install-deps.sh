@@ -18,8 +18,9 @@ swaks msmtp isync dnsmasq-base iproute2 procps psmisc sslscan"
 # Deployment: dpkg-dev (dpkg-shlibdeps) and file for `make deb`; for `make
 # test-deploy` debootstrap (a clean Debian 12 root), systemd-container
 # (systemd-nspawn boots it), systemd (systemd-analyze verify), nftables
-# (nft -c on the rules), ruby (ruby -c on the Vagrantfile), shellcheck.
-DEPLOY_PKGS="dpkg-dev file debootstrap systemd systemd-container nftables ruby shellcheck"
+# (nft -c on the rules), ruby (ruby -c on the Vagrantfile), shellcheck,
+# lintian (the package).
+DEPLOY_PKGS="dpkg-dev file lintian debootstrap systemd systemd-container nftables ruby shellcheck"
 
 missing=""
 for pkg in $BUILD_PKGS $TEST_PKGS $DEPLOY_PKGS; do
