@@ -11,9 +11,12 @@ libssl-dev libuv1-dev libdb5.3-dev libcrypt-dev libc-ares-dev libcmocka-dev"
 
 # Run and test: openssl(1) for the dev certificate, db5.3-util for
 # db_hotbackup/db_recover, real protocol clients for the integration tests,
-# dnsmasq as the test resolver, iproute2 for network namespaces.
+# dnsmasq as the test resolver, iproute2 for network namespaces. The mail
+# clients the tests drive: swaks, msmtp, isync (mbsync), curl, fetchmail,
+# Mail::IMAPClient, offlineimap3, mutt.
 TEST_PKGS="openssl ca-certificates tzdata python3 python3-aiosmtpd db5.3-util
-swaks msmtp isync dnsmasq-base iproute2 procps psmisc sslscan"
+swaks msmtp isync curl fetchmail libmail-imapclient-perl offlineimap3 mutt
+dnsmasq-base iproute2 procps psmisc sslscan"
 
 # Deployment: dpkg-dev (dpkg-shlibdeps) and file for `make deb`; for `make
 # test-deploy` debootstrap (a clean Debian 12 root), systemd-container
