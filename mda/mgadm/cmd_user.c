@@ -167,9 +167,9 @@ const struct mgadm_cmd mgadm_user_cmds[] = {
     { "user", "passwd", "EMAIL [--password-stdin]", "set a user's password",
       PASSWORD_HELP, 1, 1, MGADM_OPT_PASSWORD_STDIN, MGADM_ACCESS_OPEN, NULL,
       user_passwd_prepare, user_passwd_run },
-    { "user", "enable", "EMAIL", "allow the user to log in",
+    { "user", "enable", "EMAIL", "allow the user's logins and mail again",
       NULL, 1, 1, 0, MGADM_ACCESS_OPEN, NULL, NULL, user_enable_run },
-    { "user", "disable", "EMAIL", "refuse the user's logins (mail is still accepted)",
+    { "user", "disable", "EMAIL", "refuse the user's logins and new mail (550 5.2.1)",
       NULL, 1, 1, 0, MGADM_ACCESS_OPEN, NULL, NULL, user_disable_run },
     { "user", "quota", "EMAIL SIZE", "set a user's quota (0: unlimited)",
       "SIZE is a number of bytes with an optional K, M, G or T suffix (powers of\n"
