@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "common/settings.h"
 #include "lmtp/smtp_client.h"
+#include "mta/delivery/client_conn.h"
 #include "mta/delivery/outbound.h"
 #include "mta/queue/queue.h"
 
@@ -43,8 +44,7 @@ enum link_state { LINK_CONNECTING, LINK_IDLE, LINK_BUSY, LINK_CLOSED };
 struct lmtp_link {
     struct lmtp_link *next, *prev;
     struct local_agent *agent;
-    struct mg_conn *conn;
-    struct smtp_client *client;
+    struct client_conn cc;            /* the connection and its engine */
     enum link_state state;
     struct queue_delivery *delivery;  /* waiting or in progress */
     struct outbound ob;
@@ -94,7 +94,7 @@ static void client_ready(struct smtp_client *client, const struct smtp_reply *fa
         return;
     }
     l->state = LINK_IDLE;
-    mg_conn_set_idle_timeout(l->conn, LOCAL_IDLE_MS);
+    mg_conn_set_idle_timeout(l->cc.conn, LOCAL_IDLE_MS);
     if (l->delivery != NULL)
         link_start(l);
     else
@@ -112,7 +112,7 @@ static void client_message_done(struct smtp_client *client, struct smtp_client_m
      * tried again. */
     outbound_fail_all(l->delivery, 4, "4.4.2", "no answer from the mail store");
     l->state = LINK_IDLE;
-    mg_conn_set_idle_timeout(l->conn, LOCAL_IDLE_MS);
+    mg_conn_set_idle_timeout(l->cc.conn, LOCAL_IDLE_MS);
     link_finish_delivery(l);
     queue_kick(l->agent->queue);
 }
@@ -140,53 +140,6 @@ static const struct smtp_client_callbacks client_cb = {
 
 /* ---- transport ---- */
 
-static void io_write(void *io_ctx, const void *data, size_t len)
-{
-    struct lmtp_link *l = io_ctx;
-    if (l->conn != NULL)
-        mg_conn_write(l->conn, data, len);
-}
-
-static void io_start_tls(void *io_ctx)
-{
-    (void)io_ctx;
-}
-
-static void io_close(void *io_ctx)
-{
-    struct lmtp_link *l = io_ctx;
-    if (l->conn != NULL)
-        mg_conn_close(l->conn);
-}
-
-static void io_want_drain(void *io_ctx)
-{
-    struct lmtp_link *l = io_ctx;
-    if (l->conn != NULL)
-        mg_conn_want_drain(l->conn);
-}
-
-static const struct smtp_client_io client_io = {
-    .write = io_write,
-    .start_tls = io_start_tls,
-    .close = io_close,
-    .want_drain = io_want_drain,
-};
-
-static void conn_on_read(struct mg_conn *conn)
-{
-    struct lmtp_link *l = mg_conn_data(conn);
-    if (l->client != NULL)
-        smtp_client_feed(l->client, mg_conn_input(conn));
-}
-
-static void conn_on_drain(struct mg_conn *conn)
-{
-    struct lmtp_link *l = mg_conn_data(conn);
-    if (l->client != NULL)
-        smtp_client_content_ready(l->client);
-}
-
 static void link_begin(struct lmtp_link *l)
 {
     struct smtp_client_settings cs = {
@@ -194,12 +147,12 @@ static void link_begin(struct lmtp_link *l)
         .helo_name = l->agent->settings->hostname,
         .is_tls = !l->agent->endpoint->is_unix,
     };
-    l->client = smtp_client_new(&cs, &client_io, l, &client_cb, l);
+    l->cc.client = smtp_client_new(&cs, &client_conn_io, &l->cc, &client_cb, l);
 }
 
 static void conn_on_connect(struct mg_conn *conn, int status)
 {
-    struct lmtp_link *l = mg_conn_data(conn);
+    struct lmtp_link *l = client_conn_owner(conn);
     struct local_agent *a = l->agent;
     if (status != 0) {
         a->retry_after = uv_now(a->loop) + LOCAL_BACKOFF_MS;
@@ -217,26 +170,22 @@ static void conn_on_connect(struct mg_conn *conn, int status)
 
 static void conn_on_tls_ready(struct mg_conn *conn)
 {
-    link_begin(mg_conn_data(conn));
+    link_begin(client_conn_owner(conn));
 }
 
 static void conn_on_timeout(struct mg_conn *conn)
 {
-    struct lmtp_link *l = mg_conn_data(conn);
-    if (l->state == LINK_IDLE && l->client != NULL)
-        smtp_client_quit(l->client);
+    struct lmtp_link *l = client_conn_owner(conn);
+    if (l->state == LINK_IDLE && l->cc.client != NULL)
+        smtp_client_quit(l->cc.client);
     else
         mg_conn_abort(conn, "timeout");
 }
 
 static void conn_on_close(struct mg_conn *conn, const char *reason)
 {
-    struct lmtp_link *l = mg_conn_data(conn);
-    l->conn = NULL;
-    if (l->client != NULL) {
-        smtp_client_connection_lost(l->client, reason != NULL ? reason : "closed");
-        smtp_client_free(&l->client);
-    }
+    struct lmtp_link *l = client_conn_owner(conn);
+    client_conn_closed(&l->cc, reason != NULL ? reason : "closed");
     if (l->delivery != NULL) {
         outbound_fail_all(l->delivery, 0, "4.4.1", reason != NULL ? reason : "mail store unavailable");
         link_finish_delivery(l);
@@ -247,8 +196,8 @@ static void conn_on_close(struct mg_conn *conn, const char *reason)
 }
 
 static const struct mg_conn_callbacks link_conn_cb = {
-    .on_read = conn_on_read,
-    .on_drain = conn_on_drain,
+    .on_read = client_conn_on_read,
+    .on_drain = client_conn_on_drain,
     .on_connect = conn_on_connect,
     .on_tls_ready = conn_on_tls_ready,
     .on_timeout = conn_on_timeout,
@@ -259,13 +208,14 @@ static struct lmtp_link *link_new(struct local_agent *a)
 {
     struct lmtp_link *l = mg_calloc(1, sizeof(*l));
     l->agent = a;
+    l->cc.owner = l;
     l->state = LINK_CONNECTING;
     l->next = a->links;
     if (a->links != NULL)
         a->links->prev = l;
     a->links = l;
     a->n_links++;
-    l->conn = mg_endpoint_connect(a->endpoint, a->loop, LOCAL_CONNECT_TIMEOUT_MS, &link_conn_cb, l);
+    l->cc.conn = mg_endpoint_connect(a->endpoint, a->loop, LOCAL_CONNECT_TIMEOUT_MS, &link_conn_cb, &l->cc);
     return l;
 }
 
@@ -277,8 +227,8 @@ static void link_start(struct lmtp_link *l)
     }
     l->has_ob = true;
     l->state = LINK_BUSY;
-    mg_conn_set_idle_timeout(l->conn, LOCAL_REPLY_TIMEOUT_MS);
-    smtp_client_send(l->client, &l->ob.msg);
+    mg_conn_set_idle_timeout(l->cc.conn, LOCAL_REPLY_TIMEOUT_MS);
+    smtp_client_send(l->cc.client, &l->ob.msg);
 }
 
 static void backoff_cb(uv_timer_t *t)
@@ -293,7 +243,7 @@ static bool agent_deliver(struct queue_agent *qa, struct queue_delivery *d)
     if (a->is_stopping)
         return false;
     for (struct lmtp_link *l = a->links; l != NULL; l = l->next) {
-        if (l->state == LINK_IDLE && l->delivery == NULL && l->client != NULL) {
+        if (l->state == LINK_IDLE && l->delivery == NULL && l->cc.client != NULL) {
             l->delivery = d;
             a->busy++;
             link_start(l);
@@ -350,8 +300,8 @@ void local_agent_stop(struct local_agent *agent)
     agent->is_stopping = true;
     uv_timer_stop(&agent->backoff);
     for (struct lmtp_link *l = agent->links; l != NULL; l = l->next) {
-        if (l->state == LINK_IDLE && l->client != NULL)
-            smtp_client_quit(l->client);
+        if (l->state == LINK_IDLE && l->cc.client != NULL)
+            smtp_client_quit(l->cc.client);
     }
 }
 

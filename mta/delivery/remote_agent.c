@@ -219,9 +219,9 @@ static void agent_make_room(struct remote_agent *a, const struct remote_dest *ex
         if (dest == except || dest->n_waiting > 0)
             continue;
         for (struct remote_link *l = dest->links; l != NULL; l = l->next) {
-            if (l->state == LINK_IDLE && l->client != NULL) {
+            if (l->state == LINK_IDLE && l->cc.client != NULL) {
                 l->state = LINK_QUIT;
-                smtp_client_quit(l->client);
+                smtp_client_quit(l->cc.client);
                 return;
             }
         }
@@ -238,9 +238,9 @@ static void dest_process(struct remote_dest *dest)
             dest->state = DEST_NEW;
         }
         for (struct remote_link *l = dest->links; l != NULL; l = l->next) {
-            if (l->state == LINK_IDLE && l->client != NULL) {
+            if (l->state == LINK_IDLE && l->cc.client != NULL) {
                 l->state = LINK_QUIT;
-                smtp_client_quit(l->client);
+                smtp_client_quit(l->cc.client);
             }
         }
     }
@@ -484,8 +484,8 @@ void remote_agent_stop(struct remote_agent *agent)
     for (struct remote_dest *dest = agent->dests; dest != NULL; dest = dest->next) {
         /* Connections still being set up carry no mail: they go now. */
         for (struct remote_link *l = dest->links; l != NULL; l = l->next) {
-            if ((l->state == LINK_CONNECTING || l->state == LINK_SETUP) && l->conn != NULL)
-                mg_conn_abort(l->conn, "stopping");
+            if ((l->state == LINK_CONNECTING || l->state == LINK_SETUP) && l->cc.conn != NULL)
+                mg_conn_abort(l->cc.conn, "stopping");
         }
         remote_agent_mark_dest(dest);
     }
@@ -527,8 +527,8 @@ void remote_agent_free(struct remote_agent **agent)
             remote_link_unlink(l);
             l->dest = NULL;
             l->prev = l->next = NULL;
-            if (l->conn != NULL)
-                mg_conn_abort(l->conn, NULL);
+            if (l->cc.conn != NULL)
+                mg_conn_abort(l->cc.conn, NULL);
             else
                 remote_link_free(l);
         }

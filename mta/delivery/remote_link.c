@@ -15,6 +15,7 @@
 #include "common/settings.h"
 #include "common/tls.h"
 #include "lmtp/smtp_client.h"
+#include "mta/delivery/client_conn.h"
 #include "mta/delivery/remote_private.h"
 
 static void link_connect(struct remote_link *l);
@@ -45,11 +46,11 @@ static void link_set_failure(struct remote_link *l, const char *dsn, const char 
 static void link_log_ready(struct remote_link *l)
 {
     const struct route_target *t = remote_link_target(l);
-    struct mg_tls *tls = mg_conn_tls(l->conn);
+    struct mg_tls *tls = mg_conn_tls(l->cc.conn);
     char dv[MG_LOG_VALUE_MAX], hv[MG_LOG_VALUE_MAX], ev[MG_LOG_VALUE_MAX];
     mg_log_value(dv, sizeof(dv), l->dest->key, strlen(l->dest->key));
     mg_log_value(hv, sizeof(hv), t->host, strlen(t->host));
-    if (tls == NULL || !mg_conn_is_tls_ready(l->conn)) {
+    if (tls == NULL || !mg_conn_is_tls_ready(l->cc.conn)) {
         mg_log_info("relay", "connected session=%s dest=%s host=%s addr=%s port=%u tls=no%s", l->id,
                     dv, hv, t->ip, t->port, l->is_plaintext ? " reason=\"TLS handshake failed before\"" : "");
         return;
@@ -69,7 +70,7 @@ static void link_log_ready(struct remote_link *l)
  * address leads back to us (a mail loop, RFC 5321 5.1). */
 static bool greeting_is_ours(const struct remote_link *l)
 {
-    const char *g = smtp_client_greeting(l->client);
+    const char *g = smtp_client_greeting(l->cc.client);
     const char *self = l->dest->agent->settings->hostname;
     size_t n = strcspn(g, " \n");
     char word[DNS_NAME_MAX + 2];
@@ -97,12 +98,12 @@ static void client_ready(struct smtp_client *client, const struct smtp_reply *fa
         mg_log_warning("relay", "host greeted me with my own hostname session=%s host=%s addr=%s", l->id,
                        remote_link_target(l)->host, remote_link_target(l)->ip);
         link_set_failure(l, "4.4.6", "the server greets with our own hostname: mail loops back to myself");
-        mg_conn_abort(l->conn, NULL);
+        mg_conn_abort(l->cc.conn, NULL);
         return;
     }
     link_log_ready(l);
     l->state = LINK_IDLE;
-    mg_conn_set_idle_timeout(l->conn, REMOTE_IDLE_MS);
+    mg_conn_set_idle_timeout(l->cc.conn, REMOTE_IDLE_MS);
     remote_agent_mark_dest(l->dest);
 }
 
@@ -121,8 +122,8 @@ static void client_message_done(struct smtp_client *client, struct smtp_client_m
     l->has_ob = false;
     l->messages++;
     l->state = LINK_IDLE;
-    if (l->conn != NULL)
-        mg_conn_set_idle_timeout(l->conn, REMOTE_IDLE_MS);
+    if (l->cc.conn != NULL)
+        mg_conn_set_idle_timeout(l->cc.conn, REMOTE_IDLE_MS);
     remote_agent_finish_job(l->dest->agent, job, l->relay);
     remote_agent_mark_dest(l->dest);
 }
@@ -141,44 +142,16 @@ static const struct smtp_client_callbacks client_cb = {
     .failed = client_failed,
 };
 
-static void io_write(void *io_ctx, const void *data, size_t len)
+/* STARTTLS accepted: the handshake, with the name of the host we meant
+ * to reach. */
+static void link_start_tls(void *owner)
 {
-    struct remote_link *l = io_ctx;
-    if (l->conn != NULL)
-        mg_conn_write(l->conn, data, len);
-}
-
-static void io_start_tls(void *io_ctx)
-{
-    struct remote_link *l = io_ctx;
-    if (l->conn == NULL)
-        return;
+    struct remote_link *l = owner;
     l->is_tls_started = true;
     const struct route_target *t = remote_link_target(l);
-    mg_conn_start_tls_client(l->conn, l->dest->agent->tls, t->host,
+    mg_conn_start_tls_client(l->cc.conn, l->dest->agent->tls, t->host,
                              l->dest->agent->settings->tls.handshake_timeout_ms);
 }
-
-static void io_close(void *io_ctx)
-{
-    struct remote_link *l = io_ctx;
-    if (l->conn != NULL)
-        mg_conn_close(l->conn);
-}
-
-static void io_want_drain(void *io_ctx)
-{
-    struct remote_link *l = io_ctx;
-    if (l->conn != NULL)
-        mg_conn_want_drain(l->conn);
-}
-
-static const struct smtp_client_io client_io = {
-    .write = io_write,
-    .start_tls = io_start_tls,
-    .close = io_close,
-    .want_drain = io_want_drain,
-};
 
 static void link_begin_smtp(struct remote_link *l)
 {
@@ -195,12 +168,12 @@ static void link_begin_smtp(struct remote_link *l)
         .log_id = l->id,
     };
     l->state = LINK_SETUP;
-    l->client = smtp_client_new(&cs, &client_io, l, &client_cb, l);
+    l->cc.client = smtp_client_new(&cs, &client_conn_io, &l->cc, &client_cb, l);
 }
 
 static void conn_on_connect(struct mg_conn *conn, int status)
 {
-    struct remote_link *l = mg_conn_data(conn);
+    struct remote_link *l = client_conn_owner(conn);
     if (l->dest == NULL)
         return;
     if (status != 0) {
@@ -219,7 +192,7 @@ static void conn_on_connect(struct mg_conn *conn, int status)
 
 static void conn_on_tls_ready(struct mg_conn *conn)
 {
-    struct remote_link *l = mg_conn_data(conn);
+    struct remote_link *l = client_conn_owner(conn);
     if (l->dest == NULL)
         return;
     struct mg_tls *tls = mg_conn_tls(conn);
@@ -231,34 +204,20 @@ static void conn_on_tls_ready(struct mg_conn *conn)
         mg_conn_abort(conn, NULL);
         return;
     }
-    if (l->client == NULL)
+    if (l->cc.client == NULL)
         link_begin_smtp(l); /* implicit TLS */
     else
-        smtp_client_tls_ready(l->client);
-}
-
-static void conn_on_read(struct mg_conn *conn)
-{
-    struct remote_link *l = mg_conn_data(conn);
-    if (l->client != NULL)
-        smtp_client_feed(l->client, mg_conn_input(conn));
-}
-
-static void conn_on_drain(struct mg_conn *conn)
-{
-    struct remote_link *l = mg_conn_data(conn);
-    if (l->client != NULL)
-        smtp_client_content_ready(l->client);
+        smtp_client_tls_ready(l->cc.client);
 }
 
 static void conn_on_timeout(struct mg_conn *conn)
 {
-    struct remote_link *l = mg_conn_data(conn);
+    struct remote_link *l = client_conn_owner(conn);
     switch (l->state) {
     case LINK_IDLE:
-        if (l->client != NULL) {
+        if (l->cc.client != NULL) {
             l->state = LINK_QUIT;
-            smtp_client_quit(l->client);
+            smtp_client_quit(l->cc.client);
             return;
         }
         break;
@@ -281,7 +240,7 @@ void remote_link_free(struct remote_link *l)
 {
     if (l->has_ob)
         outbound_free(&l->ob);
-    smtp_client_free(&l->client);
+    smtp_client_free(&l->cc.client);
     free(l->failure);
     free(l);
 }
@@ -379,12 +338,8 @@ static void link_closed(struct remote_link *l, const char *conn_reason)
 
 static void conn_on_close(struct mg_conn *conn, const char *reason)
 {
-    struct remote_link *l = mg_conn_data(conn);
-    l->conn = NULL;
-    if (l->client != NULL) {
-        smtp_client_connection_lost(l->client, reason != NULL ? reason : "connection closed");
-        smtp_client_free(&l->client);
-    }
+    struct remote_link *l = client_conn_owner(conn);
+    client_conn_closed(&l->cc, reason != NULL ? reason : "connection closed");
     if (l->dest == NULL) {
         remote_link_free(l); /* orphaned by remote_agent_free */
         return;
@@ -393,8 +348,8 @@ static void conn_on_close(struct mg_conn *conn, const char *reason)
 }
 
 static const struct mg_conn_callbacks link_conn_cb = {
-    .on_read = conn_on_read,
-    .on_drain = conn_on_drain,
+    .on_read = client_conn_on_read,
+    .on_drain = client_conn_on_drain,
     .on_connect = conn_on_connect,
     .on_tls_ready = conn_on_tls_ready,
     .on_timeout = conn_on_timeout,
@@ -413,14 +368,16 @@ static void link_connect(struct remote_link *l)
     l->state = LINK_CONNECTING;
     snprintf(l->id, sizeof(l->id), "R%llu", (unsigned long long)++a->link_serial);
     snprintf(l->relay, sizeof(l->relay), "%s[%s]:%u", t->host, t->ip, t->port);
-    l->conn = mg_conn_connect_tcp(a->loop, (const struct sockaddr *)&t->addr,
-                                  a->settings->relay.connect_timeout_ms, &link_conn_cb, l);
+    l->cc.conn = mg_conn_connect_tcp(a->loop, (const struct sockaddr *)&t->addr,
+                                  a->settings->relay.connect_timeout_ms, &link_conn_cb, &l->cc);
 }
 
 struct remote_link *remote_link_new(struct remote_dest *dest, size_t target)
 {
     struct remote_link *l = mg_calloc(1, sizeof(*l));
     l->dest = dest;
+    l->cc.owner = l;
+    l->cc.start_tls = link_start_tls;
     l->target = target;
     l->next = dest->links;
     if (dest->links != NULL)
@@ -440,8 +397,8 @@ static long link_read_content(void *source, struct mg_buf *out, size_t max)
     long n = l->read_content(&l->ob, out, max);
     if (n == 0) {
         l->is_data_sent = true;
-        if (l->conn != NULL)
-            mg_conn_set_idle_timeout(l->conn, REMOTE_DATA_END_TIMEOUT_MS);
+        if (l->cc.conn != NULL)
+            mg_conn_set_idle_timeout(l->cc.conn, REMOTE_DATA_END_TIMEOUT_MS);
     }
     return n;
 }
@@ -462,7 +419,7 @@ void remote_link_start(struct remote_link *l, struct remote_job *job)
     l->ob.msg.source = l;
     l->is_data_sent = false;
     l->state = LINK_BUSY;
-    mg_conn_set_idle_timeout(l->conn, REMOTE_REPLY_TIMEOUT_MS);
-    smtp_client_send(l->client, &l->ob.msg);
+    mg_conn_set_idle_timeout(l->cc.conn, REMOTE_REPLY_TIMEOUT_MS);
+    smtp_client_send(l->cc.client, &l->ob.msg);
 }
 

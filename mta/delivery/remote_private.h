@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "mta/delivery/client_conn.h"
 #include "mta/delivery/dns.h"
 #include "mta/delivery/outbound.h"
 #include "mta/delivery/route.h"
@@ -106,8 +107,7 @@ enum link_state {
 struct remote_link {
     struct remote_link *next, *prev;
     struct remote_dest *dest;       /* NULL once orphaned by remote_agent_free */
-    struct mg_conn *conn;
-    struct smtp_client *client;
+    struct client_conn cc;          /* the connection and its engine */
     enum link_state state;
     size_t target;
     bool is_plaintext;              /* again without STARTTLS after a failed handshake */
