@@ -45,13 +45,15 @@ static void append_done(int status, const char *error, uint32_t uidvalidity, uin
     }
 }
 
-/* A message sent as a quoted string (legal, if odd) goes to a file too. */
+/* A message sent as a quoted string (legal, if odd) or as a literal held in
+ * memory goes to a file too, its line ends made CR LF as a streamed one's. */
 static int string_to_file(struct imap_session *s, const char *data, size_t len)
 {
     char *base = NULL;
     char *path = store_user_tmp_path(s->user, &base);
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0 || write(fd, data, len) != (ssize_t)len) {
+    bool is_after_cr = false;
+    if (fd < 0 || imap_session_write_crlf(fd, data, len, &is_after_cr, true) < 0) {
         if (fd >= 0)
             close(fd);
         unlink(path);

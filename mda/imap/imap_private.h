@@ -157,6 +157,7 @@ struct imap_session {
     int literal_fd;
     uint64_t literal_file_left;
     int literal_error;
+    bool is_literal_after_cr; /* the chunk before ended with a CR */
 
     struct imap_cmd *running;
     unsigned bad_count;
@@ -199,6 +200,11 @@ void imap_session_ref(struct imap_session *s);
 void imap_session_unref(struct imap_session **s);
 /* Logs the session out ("* BYE" already sent by the caller if wanted). */
 void imap_session_close(struct imap_session *s);
+/* Writes data to fd with every bare CR and bare LF as CR LF (stored
+ * messages are CR LF only, like LMTP's). *is_after_cr carries a CR that
+ * ended the previous piece; start with false, pass is_end on the last
+ * piece. Returns 0 or -errno. */
+int imap_session_write_crlf(int fd, const char *data, size_t len, bool *is_after_cr, bool is_end);
 /* Enters the selected state with a view / leaves it. */
 void imap_session_select(struct imap_session *s, struct imap_view *view);
 void imap_session_unselect(struct imap_session *s);

@@ -617,6 +617,7 @@ static void handle_line(struct imap_session *s, const char *line, size_t len)
         s->literal_fd = fd;
         s->literal_file_left = size;
         s->literal_error = 0;
+        s->is_literal_after_cr = false;
         mg_buf_append_str(&s->cmd_text, "{FILE}\r\n");
     } else {
         mg_buf_append(&s->cmd_text, line + prefix, len - prefix);
@@ -630,22 +631,65 @@ static void handle_line(struct imap_session *s, const char *line, size_t len)
         s->literal_fd = -1;
 }
 
+static int write_all(int fd, const char *p, size_t left)
+{
+    while (left > 0) {
+        /* Page-cache writes; the fsync happens in the thread pool. */
+        ssize_t w = write(fd, p, left);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    return 0;
+}
+
+int imap_session_write_crlf(int fd, const char *p, size_t len, bool *is_after_cr, bool is_end)
+{
+    size_t start = 0;
+    int ret = 0;
+    for (size_t i = 0; i < len && ret == 0; i++) {
+        char c = p[i];
+        if (*is_after_cr) {
+            *is_after_cr = false;
+            ret = write_all(fd, "\r\n", 2); /* the CR's line end, or a bare CR's */
+            start = i;
+            if (c == '\n') {
+                start = i + 1;
+                continue;
+            }
+        }
+        if (c == '\r') {
+            ret = write_all(fd, p + start, i - start);
+            *is_after_cr = true;
+            start = i + 1;
+        } else if (c == '\n') {
+            ret = write_all(fd, p + start, i - start);
+            if (ret == 0)
+                ret = write_all(fd, "\r\n", 2);
+            start = i + 1;
+        }
+    }
+    if (ret == 0)
+        ret = write_all(fd, p + start, len - start);
+    if (ret == 0 && is_end && *is_after_cr) {
+        *is_after_cr = false;
+        ret = write_all(fd, "\r\n", 2);
+    }
+    return ret;
+}
+
 static void handle_literal_chunk(struct imap_session *s, const struct mg_line *chunk)
 {
     if (s->literal_fd >= 0) {
-        const char *p = chunk->data;
-        size_t left = chunk->len;
-        while (left > 0 && s->literal_error == 0) {
-            /* Page-cache writes; the fsync happens in the thread pool. */
-            ssize_t w = write(s->literal_fd, p, left);
-            if (w < 0) {
-                if (errno == EINTR)
-                    continue;
-                s->literal_error = errno;
-                break;
-            }
-            p += w;
-            left -= (size_t)w;
+        if (s->literal_error == 0) {
+            int ret = imap_session_write_crlf(s->literal_fd, chunk->data, chunk->len,
+                                              &s->is_literal_after_cr, chunk->is_literal_end);
+            if (ret < 0)
+                s->literal_error = -ret;
         }
         if (chunk->is_literal_end) {
             close(s->literal_fd);

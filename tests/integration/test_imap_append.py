@@ -86,6 +86,29 @@ class TestAppend(mgtest.MgTestCase):
         self.assertIn(b"* 1 EXISTS", untagged)
         self.assertRegex(tagged, rb"OK \[APPENDUID")
 
+    def test_append_stores_crlf_line_ends(self):
+        """Bare LF and bare CR are stored as CR LF (as LMTP stores mail), so
+        BODY[], RFC822.SIZE and BODYSTRUCTURE's sizes agree; a CR at the
+        end of the literal and a literal split across reads too."""
+        c = self.raw()
+        body = b"unix\nline\r\nmac\rline\r\n" + b"x" * 70000 + b"\n\r\n\r"
+        for nonsync in (False, True):
+            _, tagged = c.append("INBOX", b"Subject: lf\n\n" + body, nonsync=nonsync)
+            self.assertRegex(tagged, rb"OK \[APPENDUID")
+        # A message sent as a quoted string cannot hold CR or LF; one in a
+        # literal kept in memory (not APPEND's message) is not possible
+        # either, so these two cover every path.
+        c.ok("EXAMINE INBOX")
+        want_body = b"unix\r\nline\r\nmac\r\nline\r\n" + b"x" * 70000 + b"\r\n\r\n\r\n"
+        untagged, _ = c.ok("FETCH 1:2 (RFC822.SIZE BODY.PEEK[] BODY.PEEK[TEXT] BODYSTRUCTURE)")
+        for line in untagged:
+            items = fetch_items(line)[1]
+            self.assertEqual(items[b"BODY[]"], b"Subject: lf\r\n\r\n" + want_body)
+            self.assertEqual(int(items[b"RFC822.SIZE"]), len(items[b"BODY[]"]))
+            self.assertEqual(items[b"BODY[TEXT]"], want_body)
+            self.assertEqual(int(items[b"BODYSTRUCTURE"][6]), len(want_body))
+            self.assertEqual(int(items[b"BODYSTRUCTURE"][7]), want_body.count(b"\n"))
+
     def test_append_errors(self):
         c = self.raw()
         msg = crlf("Subject: e\n\ne\n")
