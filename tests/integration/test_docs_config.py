@@ -23,17 +23,28 @@ drift apart:
   every key = value in a configuration example (a fenced block with a
   [section] line), names a key that exists.
 
-Only the sources are read: no build is needed.
+The configuration checks read only the sources. With the programs built
+($MG_TEST_BIN_DIR, as ctest sets it) the options each program's --help
+lists are also looked for in its manual page (deploy/man/), every mgadm
+command of `mgadm --help` in docs/mgadm.md, and the mgqueue commands in
+docs/queue.md; without them those checks are skipped.
 """
 import glob
 import os
 import re
+import subprocess
 import unittest
 
 SOURCE_DIR = os.environ.get("MG_TEST_SOURCE_DIR",
                             os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 SETTINGS_C = os.path.join(SOURCE_DIR, "common", "settings.c")
 CONFIG_MD = os.path.join(SOURCE_DIR, "docs", "configuration.md")
+BIN_DIR = os.environ.get("MG_TEST_BIN_DIR", os.path.join(os.getcwd(), "bin"))
+# program -> the argument that prints its usage
+PROGRAMS = {
+    "mgimapd": "--help", "mgsmtpd": "--help", "mgauthd": "--help", "mgadm": "--help",
+    "mgqueue": "--help", "mgsendmail": "-h",
+}
 
 TYPE_NAMES = {
     "T_STRING": "string", "T_PATH": "path", "T_UINT": "number", "T_SIZE": "size",
@@ -298,6 +309,61 @@ class DocsConfigTest(unittest.TestCase):
         self.assertEqual(parse_duration("30"), 30000)
         self.assertEqual(parse_duration("100ms"), 100)
         self.assertRaises(ValueError, parse_duration, "5x")
+
+
+def read_text(*parts):
+    with open(os.path.join(SOURCE_DIR, *parts), encoding="utf-8") as f:
+        return f.read()
+
+
+def usage(program):
+    path = os.path.join(BIN_DIR, program)
+    if not os.access(path, os.X_OK):
+        raise unittest.SkipTest(f"{path} is not built")
+    res = subprocess.run([path, PROGRAMS[program]], capture_output=True, text=True,
+                         timeout=30, env=dict(os.environ, MG_USERDB_PATH=""))
+    if res.returncode != 0:
+        raise AssertionError(f"{program} {PROGRAMS[program]} exited {res.returncode}: "
+                             f"{res.stderr}")
+    return res.stdout
+
+
+class DocsProgramsTest(unittest.TestCase):
+    def test_options_in_manual_pages(self):
+        """Every option a program's --help lists is in its manual page."""
+        problems = []
+        for program in PROGRAMS:
+            text = usage(program)
+            options = set()
+            for line in text.split("\n"):
+                m = re.match(r"^\s+(-[-\w]+)(?:,\s*(-[-\w]+))?", line)
+                if m:
+                    options.update(o for o in m.groups() if o)
+            if not options:
+                problems.append(f"{program}: no options found in its usage")
+            page = read_text("deploy", "man", program + ".8").replace("\\-", "-")
+            page = re.sub(r"\\f[BIRP]", "", page)
+            documented = set(re.findall(r"(?<![\w-])(--?[A-Za-z][\w-]*)", page))
+            for o in sorted(options - documented):
+                problems.append(f"deploy/man/{program}.8: {o} (in {program}'s usage) is missing")
+        self.assertEqual(problems, [], "\n" + "\n".join(problems))
+
+    def test_mgadm_commands_in_docs(self):
+        text = usage("mgadm")
+        doc = read_text("docs", "mgadm.md")
+        commands = [m.group(1) for m in re.finditer(
+            r"^  ((?:domain|user|alias|auth|resolve|config|ca)\b.*?)\s{2,}\S", text, re.M)]
+        self.assertGreater(len(commands), 10, text)
+        missing = [f"mgadm {c}" for c in commands if f"mgadm {c}" not in doc]
+        self.assertEqual(missing, [], "commands of mgadm --help not in docs/mgadm.md")
+
+    def test_mgqueue_commands_in_docs(self):
+        text = usage("mgqueue")
+        doc = read_text("docs", "queue.md")
+        commands = re.findall(r"^  (list|flush|[a-z]+ ID)\s{2,}", text, re.M)
+        self.assertGreaterEqual(len(commands), 5, text)
+        missing = [c for c in commands if f"mgqueue [-c FILE] {c}" not in doc]
+        self.assertEqual(missing, [], "commands of mgqueue --help not in docs/queue.md")
 
 
 if __name__ == "__main__":
