@@ -1,0 +1,174 @@
+#!/usr/bin/python3
+"""fetchmail retrieving from mgimapd over IMAPS (the test certificate
+trusted with sslcertck + sslcertfile) into an MDA that writes each message
+to a file: every message arrives byte for byte (fetchmail's own Received
+field added, CR LF made LF as fetchmail does for an MDA); `keep` leaves
+them on the server marked \\Seen, the default deletes and expunges them,
+`--flush` also removes the ones seen before; a second poll with nothing
+new fetches nothing."""
+import os
+import re
+import shutil
+import subprocess
+import unittest
+
+import mgtest
+from mgtest import fetch_items
+
+FETCHMAIL = shutil.which("fetchmail")
+PS_SUCCESS, PS_NOMAIL = 0, 1
+
+MDA_SCRIPT = """#!/bin/sh
+# One file per message, numbered in arrival order.
+dir="$(dirname "$0")/out"
+n=$(ls "$dir" | wc -l)
+exec cat > "$dir/$(printf %04d "$n").eml"
+"""
+
+RECEIVED_RE = re.compile(rb"^Received: from localhost \[127\.0\.0\.1\]\n"
+                         rb"\tby \S+ with IMAP \(fetchmail-[\d.]+\)\n"
+                         rb"\tfor <[^>]+> \(single-drop\); [^\n]+\n")
+
+
+@unittest.skipIf(FETCHMAIL is None, "fetchmail is not installed")
+class TestFetchmail(mgtest.MgTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.home = os.path.join(self.tmp, "home")
+        self.out = os.path.join(self.home, "out")
+        os.makedirs(self.out)
+        self.mda = os.path.join(self.home, "mda.sh")
+        with open(self.mda, "w") as f:
+            f.write(MDA_SCRIPT)
+        os.chmod(self.mda, 0o755)
+
+    def fetchmail(self, *options, poll_extra="", expect=PS_SUCCESS, folder=None):
+        rc = os.path.join(self.home, "fetchmailrc")
+        folder_opt = f' folder "{folder}"' if folder else ""
+        with open(rc, "w") as f:
+            f.write(f'poll localhost protocol IMAP port {self.server.port}\n'
+                    f'  user "{self.server.address("alice")}" password '
+                    f'"{self.server.password("alice")}"{folder_opt}\n'
+                    f'  ssl sslcertck sslcertfile "{self.server.cert}"\n'
+                    f'  mda "{self.mda}" {poll_extra}\n')
+        os.chmod(rc, 0o600)
+        r = subprocess.run([FETCHMAIL, "-f", rc, "--nodetach", "--nosyslog", "-v"] + list(options),
+                           capture_output=True, text=True, timeout=120,
+                           env=dict(os.environ, HOME=self.home, FETCHMAILHOME=self.home))
+        self.assertEqual(r.returncode, expect, f"fetchmail: {r.stdout}\n{r.stderr}\n"
+                                               f"{self.server.log_tail()}")
+        # Nothing odd about the server (fetchmail's complaints go to stderr
+        # as "fetchmail: ..." lines mentioning the problem).
+        self.assertNotRegex(r.stderr, r"(?i)unexpected|malformed|protocol error|"
+                                      r"certificate|mismatch|not understood")
+        return r
+
+    def received(self):
+        """The MDA's files in order, each without fetchmail's Received field."""
+        out = []
+        for name in sorted(os.listdir(self.out)):
+            with open(os.path.join(self.out, name), "rb") as f:
+                data = f.read()
+            m = RECEIVED_RE.match(data)
+            self.assertIsNotNone(m, data[:400])
+            out.append(data[m.end():])
+        return out
+
+    def server_messages(self, mailbox="INBOX"):
+        c = self.raw()
+        untagged, _ = c.ok(f"EXAMINE {mailbox}")
+        msgs = []
+        if not any(l == b"* 0 EXISTS" for l in untagged):
+            untagged, _ = c.ok("FETCH 1:* (UID FLAGS BODY.PEEK[])")
+            for line in untagged:
+                items = fetch_items(line)[1]
+                msgs.append((int(items[b"UID"]), sorted(f for f in items[b"FLAGS"]
+                                                         if f != b"\\Recent"), items[b"BODY[]"]))
+        c.close()
+        return msgs
+
+    def messages(self):
+        big_body = "".join(f"line {i:06d} " + "y" * 60 + "\r\n" for i in range(15000))
+        return [
+            mgtest.make_message(subject="first", body="Hello.\r\n.leading dot\r\n..two\r\n"),
+            mgtest.make_message(subject="Gr\u00fc\u00dfe", body="K\u00f6ln\r\n\r\n\r\nend\r\n",
+                                extra_headers=["Content-Type: text/plain; charset=utf-8",
+                                               "Content-Transfer-Encoding: 8bit"]),
+            mgtest.make_message(subject="big", body=big_body),   # about 1 MB
+        ]
+
+    def stored_as_lf(self, msgs):
+        return [m[2].replace(b"\r\n", b"\n") for m in msgs]
+
+    def test_keep_then_nothing_new(self):
+        for msg in self.messages():
+            self.deliver(["alice"], msg)
+        before = self.server_messages()
+        self.assertEqual(len(before), 3)
+        self.fetchmail(poll_extra="keep")
+        self.assertEqual(self.received(), self.stored_as_lf(before))
+        # Kept, now \Seen, nothing else changed.
+        after = self.server_messages()
+        self.assertEqual([(u, b) for u, _, b in after], [(u, b) for u, _, b in before])
+        self.assertTrue(all(f == [b"\\Seen"] for _, f, _ in after), after)
+        # Nothing unseen: nothing fetched.
+        r = self.fetchmail(poll_extra="keep", expect=PS_NOMAIL)
+        self.assertEqual(len(os.listdir(self.out)), 3, r.stderr)
+        # A new delivery: only that one.
+        self.deliver(["alice"], mgtest.make_message(subject="later"))
+        self.fetchmail(poll_extra="keep")
+        got = self.received()
+        self.assertEqual(len(got), 4)
+        self.assertEqual(got[3], self.server_messages()[3][2].replace(b"\r\n", b"\n"))
+        # --all fetches every message again.
+        self.fetchmail("--all", poll_extra="keep")
+        self.assertEqual(self.received()[4:], self.stored_as_lf(self.server_messages()))
+
+    def test_default_deletes_and_expunges(self):
+        for msg in self.messages():
+            self.deliver(["alice"], msg)
+        before = self.server_messages()
+        r = self.fetchmail()
+        self.assertEqual(self.received(), self.stored_as_lf(before))
+        self.assertEqual(self.server_messages(), [])
+        self.assertRegex(r.stdout, r"IMAP> A\d+ EXPUNGE")
+        # The message files are gone from the Maildir too.
+        for sub in ("cur", "new"):
+            self.assertEqual(os.listdir(os.path.join(self.server.maildir("alice"), sub)), [])
+
+    def test_flush_removes_the_seen_ones(self):
+        msgs = self.messages()[:2]
+        for msg in msgs:
+            self.deliver(["alice"], msg)
+        self.fetchmail(poll_extra="keep")
+        self.assertEqual(len(self.server_messages()), 2)
+        self.deliver(["alice"], mgtest.make_message(subject="third"))
+        third = self.server_messages()[2][2]
+        # flush: the two seen messages are deleted, the new one fetched
+        # (and, without keep, deleted too).
+        self.fetchmail("--flush")
+        got = self.received()
+        self.assertEqual(len(got), 3)
+        self.assertEqual(got[2], third.replace(b"\r\n", b"\n"))
+        self.assertEqual(self.server_messages(), [])
+
+    def test_other_folder(self):
+        c = self.raw()
+        c.ok("CREATE Lists/Debian")
+        msg = mgtest.make_message(subject="from a folder")
+        c.append("Lists/Debian", msg)
+        c.close()
+        self.fetchmail(poll_extra="keep", folder="Lists/Debian")
+        self.assertEqual(self.received(), [msg.replace(b"\r\n", b"\n")])
+        self.assertEqual(self.server_messages("Lists/Debian")[0][1], [b"\\Seen"])
+
+    def test_wrong_password(self):
+        self.server.passwords[self.server.address("alice")] = "wrong"
+        r = self.fetchmail(expect=3)   # PS_AUTHFAIL
+        self.assertEqual(os.listdir(self.out), [])
+        self.assertIn("authentication failed", r.stderr.lower() + r.stdout.lower())
+
+
+if __name__ == "__main__":
+    mgtest.main()
