@@ -19,9 +19,10 @@ drift apart:
   is one); a key whose schema default is empty does not show a literal
   (it says "none", or how the value is derived);
 - the meaning is not empty;
-- every `[section] key` written anywhere in docs/*.md and README.md, and
+- every `[section] key` written anywhere in docs/*.md and README.md,
   every key = value in a configuration example (a fenced block with a
-  [section] line), names a key that exists.
+  [section] line) and every `key = value` in the prose names a key that
+  exists (and, for a choice, one of its words).
 
 The configuration checks read only the sources. With the programs built
 ($MG_TEST_BIN_DIR, as ctest sets it) the options each program's --help
@@ -298,6 +299,34 @@ class DocsConfigTest(unittest.TestCase):
                     if kv and (section, kv.group(1)) not in known:
                         problems.append(f"{name}:{start + i}: {show(section, kv.group(1))} "
                                         f"is not a key")
+        self.assertEqual(problems, [], "\n" + "\n".join(problems))
+
+    def test_settings_in_prose(self):
+        """`key = value` written inline names a key, with a valid choice."""
+        by_name = {}
+        for section, key, type_name, _d, _lo, _hi, choices in self.schema:
+            by_name.setdefault(key, []).append((section, type_name, choices))
+        not_ours = {"key", "auto"}  # the syntax itself; Dovecot's auto = create
+        files = sorted(glob.glob(os.path.join(SOURCE_DIR, "docs", "*.md")))
+        files.append(os.path.join(SOURCE_DIR, "README.md"))
+        problems = []
+        for path in files:
+            name = os.path.relpath(path, SOURCE_DIR)
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+            for m in re.finditer(r"`([a-z0-9_]+) = ([^`]*)`", text):
+                key, value = m.group(1), m.group(2)
+                line = text.count("\n", 0, m.start()) + 1
+                if key in not_ours:
+                    continue
+                if key not in by_name:
+                    problems.append(f"{name}:{line}: `{key} = ...`: no such key")
+                    continue
+                defs = by_name[key]
+                if all(t == "choice" for _, t, _ in defs) and \
+                        not any(value in c.split("|") for _, _, c in defs):
+                    problems.append(f"{name}:{line}: `{key} = {value}`: not one of "
+                                    + " / ".join(c for _, _, c in defs))
         self.assertEqual(problems, [], "\n" + "\n".join(problems))
 
     def test_parsers_agree(self):
