@@ -227,8 +227,8 @@ class DocsConfigTest(unittest.TestCase):
                 continue
             if (dlo, dhi) != (lo, hi):
                 unit = " ms" if type_name == "duration" else ""
-                problems.append(f"{where}: range {m.group(2)}–{m.group(3)} is {dlo}–{dhi}{unit}, "
-                                f"the parser's is {lo}–{hi}{unit}")
+                problems.append(f"{where}: range {m.group(2)}–{m.group(3)} is "
+                                f"{dlo}–{dhi}{unit}, the parser's is {lo}–{hi}{unit}")
         self.assertEqual(problems, [], "\n" + "\n".join(problems))
 
     def test_defaults(self):
