@@ -13,9 +13,11 @@ libssl-dev libuv1-dev libdb5.3-dev libcrypt-dev libc-ares-dev libcmocka-dev"
 # db_hotbackup/db_recover, real protocol clients for the integration tests,
 # dnsmasq as the test resolver, iproute2 for network namespaces. The mail
 # clients the tests drive: swaks, msmtp, isync (mbsync), curl, fetchmail,
-# Mail::IMAPClient, offlineimap3, mutt.
+# Mail::IMAPClient (with IO::Socket::SSL, only recommended by it),
+# offlineimap3, mutt.
 TEST_PKGS="openssl ca-certificates tzdata python3 python3-aiosmtpd db5.3-util
-swaks msmtp isync curl fetchmail libmail-imapclient-perl offlineimap3 mutt
+swaks msmtp isync curl fetchmail libmail-imapclient-perl libio-socket-ssl-perl
+offlineimap3 mutt
 dnsmasq-base iproute2 procps psmisc sslscan"
 
 # Deployment: dpkg-dev (dpkg-shlibdeps) and file for `make deb`; for `make
