@@ -932,11 +932,13 @@ class StrictSyntax(mgtest.MgTestCase):
         for msg in msgs:
             c.append("INBOX", msg)
         c.ok("EXAMINE INBOX")
-        self.check_fetches(c, len(msgs), all_sections=False)
+        self.check_fetches(c, len(msgs))
 
     def check_fetches(self, c, count, all_sections=True):
         """FETCH of every kind over the selected mailbox; BODYSTRUCTURE's
-        sizes and line counts are those of the sections themselves."""
+        sizes and line counts are those of the sections themselves, BODY
+        is BODYSTRUCTURE without its extension data, and the header and
+        text of each message (and each message/rfc822 part) add up to it."""
         n_before = len(self.checks)
         untagged, tagged = c.ok("FETCH 1:* (UID RFC822.SIZE INTERNALDATE FLAGS ENVELOPE "
                                 "BODYSTRUCTURE BODY)")
@@ -949,21 +951,51 @@ class StrictSyntax(mgtest.MgTestCase):
         c.ok("FETCH 1:* (BODY.PEEK[HEADER] BODY.PEEK[TEXT]<0.20> BODY.PEEK[HEADER.FIELDS (From "
              "Subject)] BODY.PEEK[HEADER.FIELDS.NOT (Received)] RFC822.HEADER)")
         for seq, items in sorted(fetches.items()):
-            (raw,), _ = c.ok(f"FETCH {seq} (BODY.PEEK[])")
-            full = self.checks[-2][1][2][b"BODY[]"]
+            self.assertEqual(strip_ext(items[b"BODYSTRUCTURE"]), items[b"BODY"], f"message {seq}")
+            c.ok(f"FETCH {seq} (BODY.PEEK[] BODY.PEEK[HEADER] BODY.PEEK[TEXT] BODY.PEEK[]<5.7>)")
+            got = self.last_fetch()
+            full = got[b"BODY[]"]
             self.assertEqual(len(full), items[b"RFC822.SIZE"], f"message {seq}")
+            self.assertEqual(got[b"BODY[HEADER]"] + got[b"BODY[TEXT]"], full, f"message {seq}")
+            self.assertEqual(got[b"BODY[]<5>"], full[5:12], f"message {seq}")
             if not all_sections:
                 continue
             for section, node in leaves(items[b"BODYSTRUCTURE"]):
                 what = f"BODY.PEEK[{section}]"
-                c.ok(f"FETCH {seq} ({what} BODY.PEEK[{section}.MIME])")
-                got = self.checks[-2][1][2]
+                extra = ""
+                is_message = "envelope" in node
+                if is_message:
+                    extra = f" BODY.PEEK[{section}.HEADER] BODY.PEEK[{section}.TEXT]"
+                c.ok(f"FETCH {seq} ({what} BODY.PEEK[{section}.MIME]{extra})")
+                got = self.last_fetch()
                 data = got[f"BODY[{section}]".encode()] or b""
-                self.assertEqual(len(data), node["octets"],
-                                 f"message {seq} part {section} size: {node}")
-                if "lines" in node and node["type"] == b"TEXT":
-                    self.assertEqual(data.count(b"\n"), node["lines"],
-                                     f"message {seq} part {section} lines: {data!r}")
+                where = f"message {seq} part {section}"
+                self.assertEqual(len(data), node["octets"], f"{where} size: {node}")
+                if "lines" in node:
+                    self.assertEqual(data.count(b"\n"), node["lines"], f"{where} lines: {data!r}")
+                if is_message:
+                    h = got[f"BODY[{section}.HEADER]".encode()] or b""
+                    t = got[f"BODY[{section}.TEXT]".encode()] or b""
+                    self.assertEqual(h + t, data, where)
+
+    def last_fetch(self):
+        """The items of the FETCH response before the last tagged one."""
+        for kind, info in reversed(self.checks[:-1]):
+            if kind == "*" and info[0] == b"FETCH":
+                return info[2]
+        self.fail("no FETCH response")
+
+
+def strip_ext(node):
+    """BODYSTRUCTURE's tree without the extension data: what BODY shows."""
+    out = {k: v for k, v in node.items()
+           if k not in ("md5", "dsp", "lang", "loc") and not (k == "params" and
+                                                              node["type"] == b"MULTIPART")}
+    if "parts" in node:
+        out["parts"] = [strip_ext(p) for p in node["parts"]]
+    if "body" in node:
+        out["body"] = strip_ext(node["body"])
+    return out
 
 
 def mutf7(name):
