@@ -1326,6 +1326,51 @@ static int resolve_node(struct mg_userdb *db, DB_TXN *txn, struct resolve_op *op
     return 0;
 }
 
+/* RFC 5321 4.5.1: postmaster@ every local domain must reach someone. When
+ * no alias, user or catch-all takes it, the domain's oldest enabled user
+ * does (then the smallest address): as a rule the one who set the domain
+ * up. Decided at lookup, not stored, so it follows users as they come and
+ * go; an alias points it elsewhere. */
+struct postmaster_pick {
+    struct resolve_op *op;
+    struct mg__userdb_user_rec best;
+    const void *key;
+    size_t key_len;
+    bool is_found;
+};
+
+static int postmaster_visit(const DBT *key, const DBT *data, void *ctx)
+{
+    struct postmaster_pick *pick = ctx;
+    struct mg__userdb_user_rec rec;
+    int ret = userdb_user_decode(pick->op->arena, key, data, &rec);
+    if (ret != 0 || !rec.is_enabled)
+        return ret;
+    if (pick->is_found && (rec.created > pick->best.created ||
+                           (rec.created == pick->best.created &&
+                            strcmp(rec.address, pick->best.address) >= 0)))
+        return 0;
+    pick->best = rec;
+    pick->key = mg_arena_memdup(pick->op->arena, key->data, key->size);
+    pick->key_len = key->size;
+    pick->is_found = true;
+    return 0;
+}
+
+static int resolve_postmaster(struct mg_userdb *db, DB_TXN *txn, struct resolve_op *op)
+{
+    size_t local_len = strlen(op->address) - strlen(op->domain) - 1;
+    if (!mg_ascii_eq(op->address, local_len, "postmaster"))
+        return 0;
+    struct postmaster_pick pick = { .op = op };
+    int ret = userdb_walk(db->users, txn, op->domain, strlen(op->domain) + 1, postmaster_visit,
+                          &pick);
+    if (ret != 0 || !pick.is_found)
+        return ret;
+    return resolve_add_target(op, pick.best.address, pick.key, pick.key_len, true, true,
+                              pick.best.quota_bytes);
+}
+
 static int resolve_txn(struct mg_userdb *db, DB_TXN *txn, void *ctx)
 {
     struct resolve_op *op = ctx;
@@ -1347,6 +1392,8 @@ static int resolve_txn(struct mg_userdb *db, DB_TXN *txn, void *ctx)
         if ((ret = resolve_node(db, txn, op, op->queue[i])) != 0)
             return ret;
     }
+    if (op->res->n_targets == 0 && (ret = resolve_postmaster(db, txn, op)) != 0)
+        return ret;
     if (op->res->n_targets == 0)
         return userdb_fail(MG_USERDB_NOT_FOUND, "unknown address: %s", op->address);
     return 0;

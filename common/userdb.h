@@ -126,7 +126,9 @@ int mg_userdb_alias_list(struct mg_userdb *db, const char *domain,
  * sub-address (user+tag with delimiters "+"), the same two for the base
  * address; then the domain's catch-all alias. Alias targets expand again
  * (depth at most MG_USERDB_RESOLVE_DEPTH, loops cut, duplicates dropped);
- * a local target that leads nowhere is dropped. */
+ * a local target that leads nowhere is dropped. Last, postmaster@ a local
+ * domain that none of these takes reaches the domain's oldest enabled user
+ * (RFC 5321 4.5.1: every mail domain has a postmaster). */
 #define MG_USERDB_RESOLVE_DEPTH 8
 #define MG_USERDB_RESOLVE_MAX 1000
 

@@ -143,6 +143,24 @@ class SmtpPolicy(SystemTestCase):
         raw = self.received("bob", 1)
         self.assertIn(b"Subject: to the postmaster", raw)
 
+    def test_postmaster_of_a_new_domain(self):
+        # RFC 5321 section 4.5.1: postmaster@ a domain we serve is accepted
+        # without any alias: it reaches the domain's first user.
+        self.server.mgadm("domain", "add", "pm.test")
+        with self.server.mx() as c:
+            c.mail("someone@remote.test")
+            self.assertEqual(c.rcpt("postmaster@pm.test")[0], 550)
+        first = self.server.add_user("first@pm.test")
+        self.server.add_user("second@pm.test")
+        self.assertEqual(self.server.mgadm("resolve", "postmaster@pm.test").stdout.strip(), first)
+        with self.server.mx() as c:
+            c.mail("someone@remote.test")
+            self.assertEqual(c.rcpt("PostMaster@pm.test")[0], 250)
+            c.data(make_message(subject="to the new postmaster"))
+        raw = self.received(first, 1)
+        self.assertIn(b"Subject: to the new postmaster", raw)
+        self.assertEqual(self.server.maildir_count("second@pm.test"), 0)
+
     def test_mail_before_ehlo_and_rcpt_before_mail(self):
         with self.server.raw_smtp() as r:
             self.assertEqual(r.cmd("MAIL FROM:<a@remote.test>")[0], 503)

@@ -616,6 +616,12 @@ static void test_userdb_resolve(void **state)
         { "info@other.test", "+", 0, "info@other.test" },
         { "info+x@other.test", "+", 0, "info@other.test" },
         { "fwd@ex.test", "+", 0, "Alice@ex.test" },
+        /* postmaster: the oldest enabled user when nothing else takes it;
+         * the catch-all comes first */
+        { "postmaster@ex.test", "+", 0, "Alice@ex.test" },
+        { "PostMaster@EX.test", "+", 0, "Alice@ex.test" },
+        { "postmaster@other.test", "+", 0, "Alice@ex.test" },
+        { "postmaster+x@ex.test", "+", MG_USERDB_NOT_FOUND, NULL },
         /* unknown, not local, malformed */
         { "nobody@ex.test", "+", MG_USERDB_NOT_FOUND, NULL },
         { "someone@remote.example", "+", MG_USERDB_NOT_LOCAL, NULL },
@@ -644,6 +650,39 @@ static void test_userdb_resolve(void **state)
     mg_userdb_resolution_clear(&res);
     mg_userdb_resolution_clear(&res);
     mg_userdb_resolution_clear(NULL);
+}
+
+/* RFC 5321 4.5.1: postmaster@ a local domain reaches someone as soon as
+ * the domain has an enabled user, follows the users as they change, and
+ * an alias overrides it. */
+static void test_userdb_resolve_postmaster(void **state)
+{
+    struct fixture *f = *state;
+    const char *error;
+    must_add_domain(f->db, "pm.test");
+    static const struct resolve_case none = { "postmaster@pm.test", "+", MG_USERDB_NOT_FOUND, NULL };
+    check_resolve(f->db, &none);
+    /* amy is the older and the smaller address: the pick whatever the
+     * clock's second did between the two adds. */
+    must_add_user(f->db, "amy@pm.test");
+    must_add_user(f->db, "zed@pm.test");
+    static const struct resolve_case amy = { "postmaster@pm.test", "+", 0, "amy@pm.test" };
+    check_resolve(f->db, &amy);
+    assert_int_equal(mg_userdb_user_set_enabled(f->db, "amy@pm.test", false, &error), 0);
+    static const struct resolve_case zed = { "postmaster@pm.test", "+", 0, "zed@pm.test" };
+    check_resolve(f->db, &zed);
+    assert_int_equal(mg_userdb_user_set_enabled(f->db, "amy@pm.test", true, &error), 0);
+    must_add_alias(f->db, "postmaster@pm.test", "zed@pm.test", "ops@remote.example", NULL);
+    static const struct resolve_case alias = { "postmaster@pm.test", "+", 0,
+                                               "zed@pm.test ops@remote.example:remote" };
+    check_resolve(f->db, &alias);
+    assert_int_equal(mg_userdb_alias_del(f->db, "postmaster@pm.test", &error), 0);
+    assert_int_equal(mg_userdb_user_del(f->db, "amy@pm.test", &error), 0);
+    check_resolve(f->db, &zed);
+    assert_int_equal(mg_userdb_user_del(f->db, "zed@pm.test", &error), 0);
+    check_resolve(f->db, &none);
+    /* Nothing stored: the domain goes as if postmaster had never been asked. */
+    assert_int_equal(mg_userdb_domain_del(f->db, "pm.test", &error), 0);
 }
 
 static void test_userdb_resolve_limits(void **state)
@@ -1337,6 +1376,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_userdb_user_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_userdb_aliases, setup, teardown),
         cmocka_unit_test_setup_teardown(test_userdb_resolve, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_userdb_resolve_postmaster, setup, teardown),
         cmocka_unit_test_setup_teardown(test_userdb_resolve_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_userdb_damaged_records, setup, teardown),
         cmocka_unit_test(test_userdb_record_decoding),
