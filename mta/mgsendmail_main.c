@@ -55,10 +55,13 @@ static void usage(FILE *out)
             "\n"
             "  -t         take recipients from the To, Cc and Bcc header fields\n"
             "  -i, -oi    a line with a single dot does not end the message\n"
-            "  -f ADDR    envelope sender (default: your user name at this host)\n"
+            "  -f ADDR, -r ADDR\n"
+            "             envelope sender (default: your user name at this host)\n"
             "  -F NAME    your full name, for a From field that is missing\n"
             "  -C FILE    Mailgenic configuration (default %s)\n"
-            "Other sendmail options (-o..., -B..., -N..., -R..., -v, -bm) are accepted and ignored.\n",
+            "  --help     this text\n"
+            "Other sendmail options are accepted and ignored: -o..., -B TYPE, -N DSN, -R RET,\n"
+            "-X FILE, -h HOPS, -v, -m, -bm.\n",
             MG_DEFAULT_CONFIG_FILE);
 }
 
@@ -387,9 +390,16 @@ int main(int argc, char **argv)
     bool from_header = false, dot_ends = true;
     /* sendmail's options are a zoo: take the ones that matter, accept the
      * rest silently as Postfix's sendmail does. */
+    /* -h is sendmail's hop count (with a value), so help is --help alone. */
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        if (strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return EX_OK;
+        }
+    }
     int c;
     opterr = 0;
-    while ((c = getopt(argc, argv, "tif:r:F:C:o:B:N:R:X:vmb:h")) != -1) {
+    while ((c = getopt(argc, argv, "tif:r:F:C:o:B:N:R:X:h:vmb:")) != -1) {
         switch (c) {
         case 't': from_header = true; break;
         case 'i': dot_ends = false; break;
@@ -407,7 +417,6 @@ int main(int argc, char **argv)
                 return EX_USAGE;
             }
             break;
-        case 'h': usage(stdout); return EX_OK;
         case '?':
             if (optopt == 'f' || optopt == 'F' || optopt == 'C') {
                 usage(stderr);

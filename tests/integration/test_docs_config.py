@@ -44,7 +44,7 @@ BIN_DIR = os.environ.get("MG_TEST_BIN_DIR", os.path.join(os.getcwd(), "bin"))
 # program -> the argument that prints its usage
 PROGRAMS = {
     "mgimapd": "--help", "mgsmtpd": "--help", "mgauthd": "--help", "mgadm": "--help",
-    "mgqueue": "--help", "mgsendmail": "-h",
+    "mgqueue": "--help", "mgsendmail": "--help",
 }
 
 TYPE_NAMES = {

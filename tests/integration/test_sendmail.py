@@ -118,6 +118,16 @@ class Sendmail(SystemTestCase):
         raw = self.only("bob")
         self.assertTrue(raw.endswith("Gr\u00fc\u00dfe\r\n".encode()))
 
+    def test_ignored_options_keep_their_values(self):
+        # sendmail's -h takes a hop count and -X a file: their values are
+        # not recipients (mutt and old scripts pass such options).
+        self.send("-h", "17", "-X", "/dev/null", "-oem", "-m", "-v", "bob@example.test",
+                  input=b"Subject: options\n\nx\n")
+        self.assertIn(b"Subject: options", self.only("bob"))
+        r = self.server.mgsendmail("--help", input=b"")
+        self.assertEqual(r.returncode, 0)
+        self.assertIn(b"Usage: mgsendmail", r.stdout)
+
     def test_exit_codes(self):
         # 67: an unknown local recipient (nothing is queued).
         r = self.send("nobody@example.test", input=b"Subject: x\n\nx\n", code=67)
