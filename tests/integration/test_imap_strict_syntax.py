@@ -10,10 +10,14 @@ of the sections, a date-time of the wrong form.
 
 The messages: hand-made ones for the corner cases, and the public corpora
 of tests/data/corpora (cpython, enmime, stalwart's malformed and legacy
-mail) for BODYSTRUCTURE and ENVELOPE."""
+mail) for BODYSTRUCTURE and ENVELOPE. The responses come through a raw
+client (every command, exact bytes) and through Python's imaplib driven by
+its API (what imaplib accepted is parsed again, strictly)."""
 import glob
+import imaplib
 import os
 import re
+import ssl
 
 import mgtest
 
@@ -996,6 +1000,124 @@ def strip_ext(node):
     if "body" in node:
         out["body"] = strip_ext(node["body"])
     return out
+
+
+class StrictIMAP4(imaplib.IMAP4_SSL):
+    """imaplib's client with a copy of every byte it reads from the server,
+    so the test can parse the responses imaplib accepted."""
+
+    def __init__(self, *args, **kw):
+        self.wire = bytearray()
+        super().__init__(*args, **kw)
+
+    def read(self, size):
+        data = super().read(size)
+        self.wire += data
+        return data
+
+    def readline(self):
+        line = super().readline()
+        self.wire += line
+        return line
+
+
+def split_responses(wire):
+    """The byte stream in responses, literals inlined as RawIMAP gives them."""
+    out, pos = [], 0
+    while pos < len(wire):
+        end = wire.index(b"\r\n", pos)
+        resp = bytes(wire[pos:end])
+        pos = end + 2
+        while True:
+            m = re.search(rb"\{(\d+)\}$", resp)
+            if not m:
+                break
+            n = int(m.group(1))
+            resp += b"\r\n" + bytes(wire[pos:pos + n])
+            pos += n
+            end = wire.index(b"\r\n", pos)
+            resp += bytes(wire[pos:end])
+            pos = end + 2
+        out.append(resp)
+    return out
+
+
+class StrictImaplib(mgtest.MgTestCase):
+    """Python's imaplib through its API, the common operations of a mail
+    program, each result checked; then every response it read is parsed
+    strictly."""
+
+    def test_imaplib_session(self):
+        ctx = ssl.create_default_context(cafile=self.server.cert)
+        c = StrictIMAP4("localhost", self.server.port, ssl_context=ctx, timeout=30)
+        self.clients.append(c)
+        for msg in TRICKY[:6]:
+            self.deliver(["alice"], msg)
+        self.assertEqual(c.login(self.server.address("alice"), self.server.password("alice"))[0],
+                         "OK")
+        typ, data = c.capability()
+        self.assertIn(b"UIDPLUS", data[0].split())
+        typ, data = c.list()
+        self.assertEqual(typ, "OK")
+        self.assertTrue(any(b'"/" INBOX' in d for d in data), data)
+        self.assertEqual(c.create('"Arch&AOQ-iv"')[0], "OK")
+        self.assertEqual(c.subscribe('"Arch&AOQ-iv"')[0], "OK")
+        typ, data = c.lsub()
+        self.assertIn(b'() "/" Arch&AOQ-iv', data)
+        typ, data = c.status("INBOX", "(MESSAGES UNSEEN UIDNEXT UIDVALIDITY RECENT)")
+        self.assertRegex(data[0], rb"^INBOX \(MESSAGES 6 UNSEEN 6 UIDNEXT 7 UIDVALIDITY \d+ RECENT 6\)$")
+        typ, data = c.select("INBOX")
+        self.assertEqual((typ, data), ("OK", [b"6"]))
+        self.assertEqual(c.untagged_responses.get("UIDNEXT"), [b"7"])
+        typ, data = c.search(None, "ALL")
+        self.assertEqual(data, [b"1 2 3 4 5 6"])
+        typ, data = c.uid("SEARCH", "CHARSET", "UTF-8", "SUBJECT", '"quoted"')
+        self.assertEqual(data, [b"1"])
+        typ, data = c.fetch("1:6", "(UID FLAGS ENVELOPE BODYSTRUCTURE RFC822.SIZE INTERNALDATE)")
+        self.assertEqual(typ, "OK")
+        typ, data = c.fetch("6", "(BODY.PEEK[3.HEADER] BODY.PEEK[1.MIME] BODY.PEEK[2]<0.2>)")
+        self.assertEqual(typ, "OK")
+        self.assertEqual(data[0][1], b"From: inner@example.test\r\nSubject: inner\r\n"
+                                     b"Content-Type: multipart/alternative; boundary=alt\r\n\r\n")
+        typ, data = c.uid("FETCH", "1", "(RFC822)")
+        self.assertTrue(data[0][1].startswith(b"Return-Path: <sender@remote.test>\r\n"))
+        self.assertTrue(data[0][1].endswith(TRICKY[0]), data[0][1])
+        self.assertIn(b"\\Seen", data[0][0] + (data[1] if isinstance(data[1], bytes) else b""))
+        self.assertEqual(c.store("2:3", "+FLAGS", "(\\Flagged $Later)")[0], "OK")
+        typ, data = c.search(None, "FLAGGED", "KEYWORD", "$Later")
+        self.assertEqual(data, [b"2 3"])
+        typ, data = c.copy("1:2", '"Arch&AOQ-iv"')
+        self.assertEqual(typ, "OK")
+        self.assertRegex(c.untagged_responses.get("COPYUID", [b""])[0] or b"",
+                         rb"^\d+ (1:2|1,2) (1:2|1,2)$")
+        typ, data = c.uid("MOVE", "3", "Trash")
+        self.assertEqual(typ, "OK")
+        typ, data = c.append("Drafts", "(\\Draft)", imaplib.Time2Internaldate(1700000000),
+                             TRICKY[5])
+        self.assertEqual(typ, "OK")
+        self.assertRegex(data[0], rb"^\[APPENDUID \d+ 1\]")
+        self.assertEqual(c.store("1", "+FLAGS.SILENT", "(\\Deleted)")[0], "OK")
+        typ, data = c.expunge()
+        # imaplib collects EXPUNGE responses: MOVE's (3), then this one's.
+        self.assertEqual(data, [b"3", b"1"])
+        typ, data = c.search(None, "ALL")
+        self.assertEqual(data, [b"1 2 3 4"])
+        self.assertEqual(c.namespace()[1], [b'(("" "/")) NIL NIL'])
+        self.assertEqual(c.check()[0], "OK")
+        self.assertEqual(c.noop()[0], "OK")
+        self.assertEqual(c.unselect()[0], "OK")
+        self.assertEqual(c.select("Drafts", readonly=True)[1], [b"1"])
+        typ, data = c.fetch("1", "(BODY.PEEK[] FLAGS)")
+        self.assertEqual(data[0][1], TRICKY[5])
+        self.assertEqual(c.rename('"Arch&AOQ-iv"', "Old")[0], "OK")
+        self.assertEqual(c.delete("Old")[0], "OK")
+        with self.assertRaisesRegex(imaplib.IMAP4.error, "BAD"):
+            c.getquotaroot("INBOX")   # no QUOTA extension
+        self.assertEqual(c.logout()[0], "BYE")
+        responses = split_responses(c.wire)
+        self.assertGreater(len(responses), 60)
+        for r in responses:
+            parse(r)
 
 
 def mutf7(name):
