@@ -171,6 +171,12 @@ enum imap_cmd_result cmd_delete(struct imap_cmd *cmd)
         imap_cmd_finish(cmd, "NO", "[NONEXISTENT] %s", error);
         return IMAP_CMD_DONE;
     }
+    if (strcmp(name, "INBOX") == 0) {
+        /* Refused before anything is closed: a failed DELETE changes
+         * nothing, the selected INBOX included. */
+        imap_cmd_finish(cmd, "NO", "[CANNOT] INBOX cannot be deleted.");
+        return IMAP_CMD_DONE;
+    }
     if (cmd->s->view != NULL && strcmp(cmd->s->view->name, name) == 0) {
         /* RFC 3501 allows it; clients then read a mailbox that is gone.
          * Close it first, as Dovecot does. */

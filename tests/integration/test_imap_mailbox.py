@@ -295,8 +295,14 @@ class TestCreateRenameDelete(MailboxCase):
         c.ok('DELETE "P/Q"')
         c.ok('DELETE "P"')
         self.no('DELETE "P"', "NONEXISTENT")
-        self.no("DELETE INBOX")
+        self.no("DELETE INBOX", "CANNOT")
         self.no("DELETE inbox")
+        # A refused DELETE of the selected INBOX leaves it selected.
+        c.ok("SELECT INBOX")
+        untagged, _ = c.command("DELETE INBOX")
+        self.assertFalse(any(b"[CLOSED]" in l for l in untagged), untagged)
+        c.ok("NOOP")
+        c.ok("SEARCH ALL")
         # Deleting the selected mailbox closes it.
         c.ok("CREATE Sel")
         c.ok("SELECT Sel")
