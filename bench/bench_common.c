@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <time.h>
 
@@ -254,6 +255,11 @@ void bench_imap_read(struct bench_imap_reader *r, struct mg_buf *in, bench_imap_
     }
     if (pos > 0)
         mg_buf_consume(in, pos);
+}
+
+bool bench_imap_is_tagged_ok(const char *head, size_t len, char tag)
+{
+    return len >= 4 && head[0] == tag && head[1] == ' ' && strncasecmp(head + 2, "OK", 2) == 0;
 }
 
 int bench_imap_quote(struct mg_buf *out, const char *s)

@@ -74,6 +74,9 @@ typedef void bench_imap_cb(void *ctx, const char *head, size_t len, uint64_t siz
 void bench_imap_read(struct bench_imap_reader *r, struct mg_buf *in, bench_imap_cb *cb,
                      void *ctx);
 
+/* Whether the response head is "<tag> OK ...". */
+bool bench_imap_is_tagged_ok(const char *head, size_t len, char tag);
+
 /* Appends s as an IMAP quoted string ('"' and '\' escaped). Returns -1 for
  * text a quoted string cannot carry (CR, LF, NUL). */
 int bench_imap_quote(struct mg_buf *out, const char *s);

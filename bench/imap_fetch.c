@@ -17,6 +17,7 @@
 #include <strings.h>
 #include <uv.h>
 
+#include "bench/bench_cli.h"
 #include "bench/bench_common.h"
 #include "common/alloc.h"
 #include "common/buf.h"
@@ -41,19 +42,11 @@ static const char *const phase_names[PHASE_COUNT] = {
 };
 
 struct options {
-    const char *host;
-    const char *port;
-    const char *user;
-    const char *password;
+    struct bench_cli cli;
     const char *mailbox;
     const char *items;
-    const char *ca_file;
-    bool is_plain;
-    bool is_starttls;
     bool is_examine;
     unsigned runs;
-    uint64_t timeout_ms;
-    bool is_quiet;
 };
 
 struct run_result {
@@ -109,67 +102,30 @@ static void usage(FILE *out)
             "(seconds; medians over the runs).\n");
 }
 
-static char *read_password_file(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        bench_die(1, "imap_fetch: cannot read %s", path);
-    char line[1024];
-    if (fgets(line, sizeof(line), f) == NULL)
-        line[0] = '\0';
-    fclose(f);
-    line[strcspn(line, "\r\n")] = '\0';
-    return mg_strdup(line);
-}
-
 static void parse_options(struct client *c, int argc, char **argv)
 {
     struct options *o = &c->opt;
     *o = (struct options){
-        .host = "127.0.0.1",
-        .port = "993",
+        .cli = { .tool = "imap_fetch", .usage = usage, .host = "127.0.0.1", .port = "993",
+                 .timeout_ms = 120000 },
         .mailbox = "INBOX",
         .items = "(FLAGS ENVELOPE)",
         .runs = 1,
-        .timeout_ms = 120000,
     };
     static const struct option longopts[] = {
-        { "host", required_argument, NULL, 'H' },
-        { "port", required_argument, NULL, 'p' },
-        { "user", required_argument, NULL, 'u' },
-        { "password", required_argument, NULL, 'w' },
-        { "password-file", required_argument, NULL, 'W' },
+        BENCH_CLI_OPTIONS,
+        BENCH_CLI_TLS_OPTIONS,
+        BENCH_CLI_LOGIN_OPTIONS,
         { "mailbox", required_argument, NULL, 'm' },
         { "items", required_argument, NULL, 'i' },
         { "examine", no_argument, NULL, 'E' },
         { "runs", required_argument, NULL, 'r' },
-        { "plain", no_argument, NULL, 'P' },
-        { "starttls", no_argument, NULL, 'S' },
-        { "ca", required_argument, NULL, 'C' },
-        { "timeout", required_argument, NULL, 'T' },
-        { "quiet", no_argument, NULL, 'q' },
-        { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     int ch;
     uint64_t v;
-    while ((ch = getopt_long(argc, argv, "H:p:u:w:m:i:r:qh", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, BENCH_CLI_SHORT BENCH_CLI_LOGIN_SHORT "m:i:r:", longopts, NULL)) != -1) {
         switch (ch) {
-        case 'H':
-            o->host = optarg;
-            break;
-        case 'p':
-            o->port = optarg;
-            break;
-        case 'u':
-            o->user = optarg;
-            break;
-        case 'w':
-            o->password = optarg;
-            break;
-        case 'W':
-            o->password = read_password_file(optarg);
-            break;
         case 'm':
             o->mailbox = optarg;
             break;
@@ -184,42 +140,17 @@ static void parse_options(struct client *c, int argc, char **argv)
                 bench_die(2, "imap_fetch: --runs: 1 to %d", MAX_RUNS);
             o->runs = (unsigned)v;
             break;
-        case 'P':
-            o->is_plain = true;
-            break;
-        case 'S':
-            o->is_starttls = true;
-            break;
-        case 'C':
-            o->ca_file = optarg;
-            break;
-        case 'T':
-            if (bench_parse_u64(optarg, 1, 86400, &v) < 0)
-                bench_die(2, "imap_fetch: --timeout: seconds");
-            o->timeout_ms = v * 1000;
-            break;
-        case 'q':
-            o->is_quiet = true;
-            break;
-        case 'h':
-            usage(stdout);
-            exit(0);
         default:
-            usage(stderr);
-            exit(2);
+            bench_cli_option(&o->cli, ch, optarg);
+            break;
         }
     }
-    if (optind != argc || o->user == NULL || o->password == NULL ||
-        (o->is_plain && o->is_starttls)) {
-        usage(stderr);
-        exit(2);
-    }
+    bench_cli_finish(&o->cli, argc, o->cli.user != NULL && o->cli.password != NULL);
     if (strpbrk(o->items, "\r\n") != NULL)
         bench_die(2, "imap_fetch: --items: one line");
-    if (bench_resolve(o->host, o->port, &c->addr) < 0)
-        bench_die(1, "imap_fetch: cannot resolve %s port %s", o->host, o->port);
-    if (!o->is_plain)
-        c->tls = bench_tls_client(o->ca_file);
+    bench_cli_resolve(&o->cli, &c->addr);
+    if (!o->cli.is_plain)
+        c->tls = bench_tls_client(o->cli.ca_file);
 }
 
 static void fail(struct client *c, const char *what, const char *text, size_t len)
@@ -247,10 +178,10 @@ static void start_phase(struct client *c, enum phase p)
         break;
     case PHASE_LOGIN:
         mg_buf_append_str(&cmd, "l LOGIN ");
-        if (bench_imap_quote(&cmd, c->opt.user) < 0)
+        if (bench_imap_quote(&cmd, c->opt.cli.user) < 0)
             bench_die(2, "imap_fetch: the user name cannot be sent");
         mg_buf_append_byte(&cmd, ' ');
-        if (bench_imap_quote(&cmd, c->opt.password) < 0)
+        if (bench_imap_quote(&cmd, c->opt.cli.password) < 0)
             bench_die(2, "imap_fetch: the password cannot be sent");
         mg_buf_append_str(&cmd, "\r\n");
         break;
@@ -275,11 +206,6 @@ static void start_phase(struct client *c, enum phase p)
 
 static void connect_run(struct client *c);
 
-static bool is_tagged_ok(const char *head, size_t len, char tag)
-{
-    return len >= 4 && head[0] == tag && head[1] == ' ' && strncasecmp(head + 2, "OK", 2) == 0;
-}
-
 static void on_response(void *ctx, const char *head, size_t len, uint64_t size)
 {
     struct client *c = ctx;
@@ -293,7 +219,7 @@ static void on_response(void *ctx, const char *head, size_t len, uint64_t size)
             return;
         }
         c->has_greeting = true;
-        if (c->opt.is_starttls && c->phase == PHASE_CONNECT)
+        if (c->opt.cli.is_starttls && c->phase == PHASE_CONNECT)
             start_phase(c, PHASE_STARTTLS);
         else
             start_phase(c, PHASE_LOGIN);
@@ -318,36 +244,36 @@ static void on_response(void *ctx, const char *head, size_t len, uint64_t size)
         return;
     switch (c->phase) {
     case PHASE_STARTTLS:
-        if (!is_tagged_ok(head, len, 's')) {
+        if (!bench_imap_is_tagged_ok(head, len, 's')) {
             fail(c, "STARTTLS", head, len);
             return;
         }
         /* LOGIN starts when the handshake is done (on_tls_ready). */
-        mg_conn_start_tls_client(c->conn, c->tls, c->opt.host, c->opt.timeout_ms);
+        mg_conn_start_tls_client(c->conn, c->tls, c->opt.cli.host, c->opt.cli.timeout_ms);
         return;
     case PHASE_LOGIN:
-        if (!is_tagged_ok(head, len, 'l')) {
+        if (!bench_imap_is_tagged_ok(head, len, 'l')) {
             fail(c, "LOGIN", head, len);
             return;
         }
         start_phase(c, PHASE_SELECT);
         return;
     case PHASE_SELECT:
-        if (!is_tagged_ok(head, len, 's')) {
+        if (!bench_imap_is_tagged_ok(head, len, 's')) {
             fail(c, "SELECT", head, len);
             return;
         }
         start_phase(c, PHASE_FETCH);
         return;
     case PHASE_FETCH:
-        if (!is_tagged_ok(head, len, 'f')) {
+        if (!bench_imap_is_tagged_ok(head, len, 'f')) {
             fail(c, "FETCH", head, len);
             return;
         }
         start_phase(c, PHASE_LOGOUT);
         return;
     case PHASE_LOGOUT: {
-        if (!is_tagged_ok(head, len, 'o')) {
+        if (!bench_imap_is_tagged_ok(head, len, 'o')) {
             fail(c, "LOGOUT", head, len);
             return;
         }
@@ -376,9 +302,9 @@ static void on_connect(struct mg_conn *conn, int status)
     struct client *c = mg_conn_data(conn);
     if (status < 0)
         return; /* on_close reports it */
-    mg_conn_set_idle_timeout(conn, c->opt.timeout_ms);
-    if (!c->opt.is_plain && !c->opt.is_starttls)
-        mg_conn_start_tls_client(conn, c->tls, c->opt.host, c->opt.timeout_ms);
+    mg_conn_set_idle_timeout(conn, c->opt.cli.timeout_ms);
+    if (!c->opt.cli.is_plain && !c->opt.cli.is_starttls)
+        mg_conn_start_tls_client(conn, c->tls, c->opt.cli.host, c->opt.cli.timeout_ms);
 }
 
 static void on_tls_ready(struct mg_conn *conn)
@@ -417,7 +343,7 @@ static void connect_run(struct client *c)
     c->has_greeting = false;
     c->phase = PHASE_CONNECT;
     c->phase_start_ns = bench_now_ns();
-    c->conn = mg_conn_connect_tcp(c->loop, (const struct sockaddr *)&c->addr, c->opt.timeout_ms,
+    c->conn = mg_conn_connect_tcp(c->loop, (const struct sockaddr *)&c->addr, c->opt.cli.timeout_ms,
                                   &client_callbacks, c);
 }
 
@@ -460,10 +386,10 @@ int main(int argc, char **argv)
         const struct run_result *r = &c.results[i];
         if (r->total < best)
             best = r->total;
-        if (c.opt.is_quiet)
+        if (c.opt.cli.is_quiet)
             continue;
         printf("run %u: connect %.4f s", i + 1, r->phase[PHASE_CONNECT]);
-        if (c.opt.is_starttls)
+        if (c.opt.cli.is_starttls)
             printf(", starttls %.4f s", r->phase[PHASE_STARTTLS]);
         printf(", login %.4f s, select %.4f s, fetch %.4f s (%llu messages, %.2f MB), "
                "logout %.4f s; LOGIN to LOGOUT %.4f s\n",
@@ -471,7 +397,7 @@ int main(int argc, char **argv)
                (unsigned long long)r->messages, (double)r->bytes / 1e6, r->phase[PHASE_LOGOUT],
                r->total);
     }
-    if (!c.opt.is_quiet)
+    if (!c.opt.cli.is_quiet)
         printf("client CPU %.3f s for %u run(s)\n", cpu, c.opt.runs);
     printf("RESULT runs=%u messages=%llu bytes=%llu connect=%.4f login=%.4f select=%.4f "
            "fetch=%.4f logout=%.4f total=%.4f best_total=%.4f client_cpu=%.3f\n",

@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "bench/bench_cli.h"
 #include "bench/bench_common.h"
 #include "common/alloc.h"
 #include "common/buf.h"
@@ -29,10 +30,7 @@
 #define GOODBYE_MS 10000
 
 struct options {
-    const char *host;
-    const char *port;
-    const char *user;
-    const char *password;
+    struct bench_cli cli;
     bool has_range;
     unsigned range_lo, range_hi;
     unsigned connections;
@@ -40,11 +38,6 @@ struct options {
     const char *mailbox; /* NULL: IDLE without selecting */
     uint64_t hold_ms;    /* 0: until a signal */
     const char *ready_file;
-    const char *ca_file;
-    bool is_plain;
-    bool is_starttls;
-    uint64_t timeout_ms;
-    bool is_quiet;
 };
 
 enum step {
@@ -119,36 +112,20 @@ static void usage(FILE *out)
             "setup_seconds=... client_cpu=...\n");
 }
 
-static char *read_password_file(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        bench_die(1, "imap_idle: cannot read %s", path);
-    char line[1024];
-    if (fgets(line, sizeof(line), f) == NULL)
-        line[0] = '\0';
-    fclose(f);
-    line[strcspn(line, "\r\n")] = '\0';
-    return mg_strdup(line);
-}
-
 static void parse_options(struct bench *b, int argc, char **argv)
 {
     struct options *o = &b->opt;
     *o = (struct options){
-        .host = "127.0.0.1",
-        .port = "993",
+        .cli = { .tool = "imap_idle", .usage = usage, .host = "127.0.0.1", .port = "993",
+                 .timeout_ms = 60000 },
         .connections = 1000,
         .concurrency = 20,
         .mailbox = "INBOX",
-        .timeout_ms = 60000,
     };
     static const struct option longopts[] = {
-        { "host", required_argument, NULL, 'H' },
-        { "port", required_argument, NULL, 'p' },
-        { "user", required_argument, NULL, 'u' },
-        { "password", required_argument, NULL, 'w' },
-        { "password-file", required_argument, NULL, 'W' },
+        BENCH_CLI_OPTIONS,
+        BENCH_CLI_TLS_OPTIONS,
+        BENCH_CLI_LOGIN_OPTIONS,
         { "range", required_argument, NULL, 'R' },
         { "connections", required_argument, NULL, 'n' },
         { "concurrency", required_argument, NULL, 'C' },
@@ -156,33 +133,12 @@ static void parse_options(struct bench *b, int argc, char **argv)
         { "no-select", no_argument, NULL, 'N' },
         { "hold", required_argument, NULL, 't' },
         { "ready-file", required_argument, NULL, 'F' },
-        { "plain", no_argument, NULL, 'P' },
-        { "starttls", no_argument, NULL, 'S' },
-        { "ca", required_argument, NULL, 'A' },
-        { "timeout", required_argument, NULL, 'T' },
-        { "quiet", no_argument, NULL, 'q' },
-        { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     int ch;
     uint64_t v;
-    while ((ch = getopt_long(argc, argv, "H:p:u:w:R:n:C:m:t:qh", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, BENCH_CLI_SHORT BENCH_CLI_LOGIN_SHORT "R:n:C:m:t:", longopts, NULL)) != -1) {
         switch (ch) {
-        case 'H':
-            o->host = optarg;
-            break;
-        case 'p':
-            o->port = optarg;
-            break;
-        case 'u':
-            o->user = optarg;
-            break;
-        case 'w':
-            o->password = optarg;
-            break;
-        case 'W':
-            o->password = read_password_file(optarg);
-            break;
         case 'R':
             if (bench_parse_range(optarg, &o->range_lo, &o->range_hi) < 0)
                 bench_die(2, "imap_idle: --range: A-B with A <= B");
@@ -212,44 +168,19 @@ static void parse_options(struct bench *b, int argc, char **argv)
         case 'F':
             o->ready_file = optarg;
             break;
-        case 'P':
-            o->is_plain = true;
-            break;
-        case 'S':
-            o->is_starttls = true;
-            break;
-        case 'A':
-            o->ca_file = optarg;
-            break;
-        case 'T':
-            if (bench_parse_u64(optarg, 1, 86400, &v) < 0)
-                bench_die(2, "imap_idle: --timeout: seconds");
-            o->timeout_ms = v * 1000;
-            break;
-        case 'q':
-            o->is_quiet = true;
-            break;
-        case 'h':
-            usage(stdout);
-            exit(0);
         default:
-            usage(stderr);
-            exit(2);
+            bench_cli_option(&o->cli, ch, optarg);
+            break;
         }
     }
-    if (optind != argc || o->user == NULL || o->password == NULL ||
-        (o->is_plain && o->is_starttls)) {
-        usage(stderr);
-        exit(2);
-    }
+    bench_cli_finish(&o->cli, argc, o->cli.user != NULL && o->cli.password != NULL);
     char probe[NAME_MAX_LEN];
-    if (bench_format_pattern(probe, sizeof(probe), o->user, 0) < 0 ||
-        bench_format_pattern(probe, sizeof(probe), o->password, 0) < 0)
+    if (bench_format_pattern(probe, sizeof(probe), o->cli.user, 0) < 0 ||
+        bench_format_pattern(probe, sizeof(probe), o->cli.password, 0) < 0)
         bench_die(2, "imap_idle: --user and --password take at most one %%d (%%%% for %%)");
-    if (bench_resolve(o->host, o->port, &b->addr) < 0)
-        bench_die(1, "imap_idle: cannot resolve %s port %s", o->host, o->port);
-    if (!o->is_plain)
-        b->tls = bench_tls_client(o->ca_file);
+    bench_cli_resolve(&o->cli, &b->addr);
+    if (!o->cli.is_plain)
+        b->tls = bench_tls_client(o->cli.ca_file);
 }
 
 static void note_error(struct bench *b, unsigned index, const char *what, const char *text,
@@ -279,11 +210,11 @@ static void send_command(struct idler *d, enum step step)
         break;
     case STEP_LOGIN:
         mg_buf_append_str(&cmd, "l LOGIN ");
-        bench_format_pattern(name, sizeof(name), b->opt.user, n);
+        bench_format_pattern(name, sizeof(name), b->opt.cli.user, n);
         if (bench_imap_quote(&cmd, name) < 0)
             bench_die(2, "imap_idle: the user name cannot be sent");
         mg_buf_append_byte(&cmd, ' ');
-        bench_format_pattern(name, sizeof(name), b->opt.password, n);
+        bench_format_pattern(name, sizeof(name), b->opt.cli.password, n);
         if (bench_imap_quote(&cmd, name) < 0)
             bench_die(2, "imap_idle: the password cannot be sent");
         mg_buf_append_str(&cmd, "\r\n");
@@ -320,11 +251,6 @@ static void setup_failed(struct idler *d, const char *what, const char *text, si
     start_more(b);
 }
 
-static bool is_tagged_ok(const char *head, size_t len, char tag)
-{
-    return len >= 4 && head[0] == tag && head[1] == ' ' && strncasecmp(head + 2, "OK", 2) == 0;
-}
-
 static void write_ready_file(struct bench *b)
 {
     if (b->opt.ready_file == NULL)
@@ -348,7 +274,7 @@ static void check_all_idling(struct bench *b)
         return;
     b->is_all_idling = true;
     b->all_idle_ns = bench_now_ns();
-    if (!b->opt.is_quiet) {
+    if (!b->opt.cli.is_quiet) {
         printf("imap_idle: %u of %u connections idling after %.2f s (%u failed)\n", b->idling,
                b->opt.connections, bench_seconds(b->start_ns, b->all_idle_ns), b->failed);
         fflush(stdout);
@@ -375,7 +301,7 @@ static void on_response(void *ctx, const char *head, size_t len, uint64_t size)
             return;
         }
         d->has_greeting = true;
-        send_command(d, b->opt.is_starttls && d->step == STEP_CONNECT ? STEP_STARTTLS : STEP_LOGIN);
+        send_command(d, b->opt.cli.is_starttls && d->step == STEP_CONNECT ? STEP_STARTTLS : STEP_LOGIN);
         return;
     }
     if (len >= 1 && head[0] == '*') {
@@ -388,22 +314,22 @@ static void on_response(void *ctx, const char *head, size_t len, uint64_t size)
     }
     switch (d->step) {
     case STEP_STARTTLS:
-        if (!is_tagged_ok(head, len, 't')) {
+        if (!bench_imap_is_tagged_ok(head, len, 't')) {
             setup_failed(d, "STARTTLS", head, len);
             return;
         }
-        mg_conn_start_tls_client(d->conn, b->tls, b->opt.host, b->opt.timeout_ms);
+        mg_conn_start_tls_client(d->conn, b->tls, b->opt.cli.host, b->opt.cli.timeout_ms);
         send_command(d, STEP_LOGIN); /* held until the handshake is done */
         return;
     case STEP_LOGIN:
-        if (!is_tagged_ok(head, len, 'l')) {
+        if (!bench_imap_is_tagged_ok(head, len, 'l')) {
             setup_failed(d, "LOGIN", head, len);
             return;
         }
         send_command(d, b->opt.mailbox != NULL ? STEP_SELECT : STEP_IDLE);
         return;
     case STEP_SELECT:
-        if (!is_tagged_ok(head, len, 's')) {
+        if (!bench_imap_is_tagged_ok(head, len, 's')) {
             setup_failed(d, "SELECT", head, len);
             return;
         }
@@ -450,8 +376,8 @@ static void on_connect(struct mg_conn *conn, int status)
     struct idler *d = mg_conn_data(conn);
     if (status < 0)
         return; /* on_close counts it */
-    if (!d->b->opt.is_plain && !d->b->opt.is_starttls)
-        mg_conn_start_tls_client(conn, d->b->tls, d->b->opt.host, d->b->opt.timeout_ms);
+    if (!d->b->opt.cli.is_plain && !d->b->opt.cli.is_starttls)
+        mg_conn_start_tls_client(conn, d->b->tls, d->b->opt.cli.host, d->b->opt.cli.timeout_ms);
 }
 
 static void on_close(struct mg_conn *conn, const char *reason)
@@ -501,7 +427,7 @@ static void start_more(struct bench *b)
         b->setting_up++;
         b->open++;
         d->conn = mg_conn_connect_tcp(b->loop, (const struct sockaddr *)&b->addr,
-                                      b->opt.timeout_ms, &idler_callbacks, d);
+                                      b->opt.cli.timeout_ms, &idler_callbacks, d);
     }
 }
 
@@ -521,7 +447,7 @@ static void stop(struct bench *b)
     b->is_stopping = true;
     uv_close((uv_handle_t *)&b->sigint, NULL);
     uv_close((uv_handle_t *)&b->sigterm, NULL);
-    if (!b->opt.is_quiet) {
+    if (!b->opt.cli.is_quiet) {
         printf("imap_idle: closing %u connections\n", b->open);
         fflush(stdout);
     }
@@ -576,7 +502,7 @@ int main(int argc, char **argv)
     double cpu = bench_cpu_seconds() - cpu0;
 
     double setup = b.is_all_idling ? bench_seconds(b.start_ns, b.all_idle_ns) : 0;
-    if (!b.opt.is_quiet && b.first_error[0] != '\0')
+    if (!b.opt.cli.is_quiet && b.first_error[0] != '\0')
         printf("imap_idle: first problem: %s\n", b.first_error);
     printf("RESULT connections=%u idling=%u failed=%u dropped=%u setup_seconds=%.2f "
            "client_cpu=%.2f\n",

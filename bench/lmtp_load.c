@@ -15,7 +15,9 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "bench/bench_cli.h"
 #include "bench/bench_common.h"
+#include "bench/bench_message.h"
 #include "common/alloc.h"
 #include "common/buf.h"
 #include "common/conn.h"
@@ -25,9 +27,8 @@
 #define ADDR_MAX 256
 
 struct options {
+    struct bench_cli cli;   /* TCP: host and port */
     const char *unix_path;
-    const char *host;
-    const char *port;
     bool is_smtp;
     unsigned sessions;
     uint64_t messages;
@@ -37,8 +38,6 @@ struct options {
     unsigned rcpts_per_message;
     const char *from;
     bool no_pipelining;
-    uint64_t timeout_ms;
-    bool is_quiet;
 };
 
 struct load {
@@ -118,6 +117,7 @@ static void parse_options(struct load *l, int argc, char **argv)
 {
     struct options *o = &l->opt;
     *o = (struct options){
+        .cli = { .tool = "lmtp_load", .usage = usage, .timeout_ms = 60000 },
         .sessions = 4,
         .messages = 10000,
         .size = 5120,
@@ -126,12 +126,10 @@ static void parse_options(struct load *l, int argc, char **argv)
         .range_hi = 100,
         .rcpts_per_message = 1,
         .from = "bench@lmtp-load.test",
-        .timeout_ms = 60000,
     };
     static const struct option longopts[] = {
+        BENCH_CLI_OPTIONS,
         { "unix", required_argument, NULL, 'u' },
-        { "host", required_argument, NULL, 'H' },
-        { "port", required_argument, NULL, 'p' },
         { "smtp", no_argument, NULL, 'S' },
         { "sessions", required_argument, NULL, 'c' },
         { "messages", required_argument, NULL, 'n' },
@@ -141,23 +139,14 @@ static void parse_options(struct load *l, int argc, char **argv)
         { "rcpts-per-message", required_argument, NULL, 'k' },
         { "from", required_argument, NULL, 'f' },
         { "no-pipelining", no_argument, NULL, 'P' },
-        { "timeout", required_argument, NULL, 'T' },
-        { "quiet", no_argument, NULL, 'q' },
-        { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     int c;
     uint64_t v;
-    while ((c = getopt_long(argc, argv, "u:H:p:c:n:s:r:R:k:f:qh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, BENCH_CLI_SHORT "u:c:n:s:r:R:k:f:", longopts, NULL)) != -1) {
         switch (c) {
         case 'u':
             o->unix_path = optarg;
-            break;
-        case 'H':
-            o->host = optarg;
-            break;
-        case 'p':
-            o->port = optarg;
             break;
         case 'S':
             o->is_smtp = true;
@@ -193,62 +182,24 @@ static void parse_options(struct load *l, int argc, char **argv)
         case 'P':
             o->no_pipelining = true;
             break;
-        case 'T':
-            if (bench_parse_u64(optarg, 1, 86400, &v) < 0)
-                bench_die(2, "lmtp_load: --timeout: seconds");
-            o->timeout_ms = v * 1000;
-            break;
-        case 'q':
-            o->is_quiet = true;
-            break;
-        case 'h':
-            usage(stdout);
-            exit(0);
         default:
-            usage(stderr);
-            exit(2);
+            bench_cli_option(&o->cli, c, optarg);
+            break;
         }
     }
-    if (optind != argc || (o->unix_path == NULL) == (o->host == NULL) ||
-        (o->host != NULL && o->port == NULL)) {
-        usage(stderr);
-        exit(2);
-    }
+    /* A UNIX socket, or a host and port. */
+    bench_cli_finish(&o->cli, argc,
+                     (o->unix_path == NULL) != (o->cli.host == NULL) &&
+                         (o->cli.host == NULL || o->cli.port != NULL));
     char probe[ADDR_MAX];
     if (bench_format_pattern(probe, sizeof(probe), o->rcpt_pattern, o->range_hi) < 0)
         bench_die(2, "lmtp_load: --rcpt: at most one %%d, and short");
     if (o->unix_path != NULL) {
         snprintf(l->target, sizeof(l->target), "unix:%s", o->unix_path);
     } else {
-        if (bench_resolve(o->host, o->port, &l->addr) < 0)
-            bench_die(1, "lmtp_load: cannot resolve %s port %s", o->host, o->port);
-        snprintf(l->target, sizeof(l->target), "%s:%s", o->host, o->port);
+        bench_cli_resolve(&o->cli, &l->addr);
+        snprintf(l->target, sizeof(l->target), "%s:%s", o->cli.host, o->cli.port);
     }
-}
-
-/* The body is the same for every message: lines of text, none starting
- * with a dot, sized so that headers plus body come to --size. */
-static void make_body(struct load *l)
-{
-    static const char words[] =
-        "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor "
-        "incididunt ut labore et dolore magna aliqua. Ut enim ad minim veniam, quis nostrud "
-        "exercitation ullamco laboris nisi ut aliquip ex ea commodo consequat. ";
-    size_t header_estimate = 330;
-    size_t want = l->opt.size > header_estimate ? l->opt.size - header_estimate : 2;
-    struct mg_buf b = MG_BUF_INIT;
-    size_t w = 0;
-    while (b.len < want) {
-        size_t line_start = b.len;
-        while (b.len - line_start < 70 && b.len < want) {
-            mg_buf_append_byte(&b, words[w]);
-            w = (w + 1) % (sizeof(words) - 1);
-        }
-        if (b.data[line_start] == '.' || b.data[line_start] == ' ')
-            b.data[line_start] = 'x';
-        mg_buf_append_str(&b, "\r\n");
-    }
-    l->body = mg_buf_steal(&b, &l->body_len);
 }
 
 static void note_error(struct load *l, const char *text, size_t len)
@@ -315,31 +266,8 @@ static void send_transaction(struct session *s)
 static void send_message(struct session *s)
 {
     struct load *l = s->load;
-    char date[64];
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
-    struct mg_buf h = MG_BUF_INIT;
-    mg_buf_printf(&h,
-                  "From: Load Generator <%s>\r\n"
-                  "To: <%s>\r\n"
-                  "Subject: lmtp_load message %llu\r\n"
-                  "Date: %s\r\n"
-                  "Message-ID: <%llu.%lld.%d@lmtp-load.test>\r\n"
-                  "MIME-Version: 1.0\r\n"
-                  "Content-Type: text/plain; charset=us-ascii\r\n"
-                  "Content-Transfer-Encoding: 7bit\r\n"
-                  "\r\n",
-                  l->opt.from, s->rcpts[0], (unsigned long long)s->msg_index, date,
-                  (unsigned long long)s->msg_index, (long long)now, (int)getpid());
-    mg_conn_cork(s->conn);
-    mg_conn_write(s->conn, h.data, h.len);
-    mg_conn_write(s->conn, l->body, l->body_len);
-    mg_conn_write_str(s->conn, ".\r\n");
-    mg_conn_uncork(s->conn);
-    l->bytes += h.len + l->body_len;
-    mg_buf_free(&h);
+    l->bytes += bench_message_send(s->conn, "lmtp_load", l->opt.from, s->rcpts[0], s->msg_index, l->body,
+                                   l->body_len);
 }
 
 static void finish_message(struct session *s)
@@ -501,7 +429,7 @@ int main(int argc, char **argv)
     mg_log_set_level(MG_LOG_ERROR);
     struct load l = { 0 };
     parse_options(&l, argc, argv);
-    make_body(&l);
+    l.body = bench_message_body(l.opt.size, &l.body_len);
     l.loop = uv_default_loop();
 
     double cpu0 = bench_cpu_seconds();
@@ -512,11 +440,11 @@ int main(int argc, char **argv)
         s->load = &l;
         s->step = STEP_GREETING;
         if (l.opt.unix_path != NULL)
-            s->conn = mg_conn_connect_unix(l.loop, l.opt.unix_path, l.opt.timeout_ms,
+            s->conn = mg_conn_connect_unix(l.loop, l.opt.unix_path, l.opt.cli.timeout_ms,
                                            &session_callbacks, s);
         else
             s->conn = mg_conn_connect_tcp(l.loop, (const struct sockaddr *)&l.addr,
-                                          l.opt.timeout_ms, &session_callbacks, s);
+                                          l.opt.cli.timeout_ms, &session_callbacks, s);
         l.sessions_open++;
     }
     uv_run(l.loop, UV_RUN_DEFAULT);
@@ -530,7 +458,7 @@ int main(int argc, char **argv)
     double p99 = bench_stats_percentile(&l.latency, 99) * 1000;
     double pmax = bench_stats_percentile(&l.latency, 100) * 1000;
     uint64_t total = l.msg_ok + l.msg_failed;
-    if (!l.opt.is_quiet) {
+    if (!l.opt.cli.is_quiet) {
         printf("lmtp_load: %s, %u sessions, %llu messages of %.0f bytes, %u recipient(s) each\n",
                l.target, l.opt.sessions, (unsigned long long)l.opt.messages,
                total ? (double)l.bytes / (double)(l.next ? l.next : 1) : 0.0,

@@ -27,7 +27,9 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "bench/bench_cli.h"
 #include "bench/bench_common.h"
+#include "bench/bench_message.h"
 #include "common/alloc.h"
 #include "common/base64.h"
 #include "common/buf.h"
@@ -37,7 +39,6 @@
 
 #define MAX_RCPTS_PER_MESSAGE 100
 #define ADDR_MAX 256
-#define CREDENTIAL_MAX 1024
 /* Distinct kinds of error kept for the summary (command and code). */
 #define ERROR_KINDS_MAX 16
 #define ERROR_TEXT_MAX 200
@@ -47,10 +48,8 @@ enum mode { MODE_PLAIN, MODE_STARTTLS, MODE_TLS };
 static const char *const mode_names[] = { "plain", "starttls", "tls" };
 
 struct options {
-    const char *host;
-    const char *port;
+    struct bench_cli cli;  /* is_plain and is_starttls unused: --mode says */
     enum mode mode;
-    const char *ca_file;
     char *auth_user;     /* NULL: no AUTH */
     char *auth_password;
     unsigned sessions;
@@ -65,8 +64,6 @@ struct options {
     const char *helo;
     bool no_pipelining;
     uint64_t max_setup_failures;
-    uint64_t timeout_ms;
-    bool is_quiet;
 };
 
 struct error_kind {
@@ -175,19 +172,6 @@ static void usage(FILE *out)
             "The exit status is 0 when every message was accepted, 1 otherwise.\n");
 }
 
-static char *read_first_line(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        bench_die(1, "smtp_load: cannot read %s", path);
-    char line[CREDENTIAL_MAX];
-    if (fgets(line, sizeof(line), f) == NULL)
-        line[0] = '\0';
-    fclose(f);
-    line[strcspn(line, "\r\n")] = '\0';
-    return mg_strdup(line);
-}
-
 /* "user:password" into the options (the password may hold colons). */
 static void set_auth(struct options *o, const char *credentials)
 {
@@ -205,7 +189,7 @@ static void parse_options(struct load *l, int argc, char **argv)
 {
     struct options *o = &l->opt;
     *o = (struct options){
-        .port = "25",
+        .cli = { .tool = "smtp_load", .usage = usage, .port = "25", .timeout_ms = 60000 },
         .mode = MODE_PLAIN,
         .sessions = 20,
         .messages = 5000,
@@ -217,22 +201,18 @@ static void parse_options(struct load *l, int argc, char **argv)
         .from = "bench@smtp-load.test",
         .helo = "client.smtp-load.test",
         .max_setup_failures = 100,
-        .timeout_ms = 60000,
     };
     enum {
-        OPT_CA = 256,
-        OPT_AUTH_FILE,
+        OPT_AUTH_FILE = BENCH_CLI_OPT_TOOL,
         OPT_CONN_PER_MESSAGE,
         OPT_HELO,
         OPT_NO_PIPELINING,
         OPT_MAX_SETUP_FAILURES,
-        OPT_TIMEOUT,
     };
     static const struct option longopts[] = {
-        { "host", required_argument, NULL, 'H' },
-        { "port", required_argument, NULL, 'p' },
+        BENCH_CLI_OPTIONS,
         { "mode", required_argument, NULL, 'm' },
-        { "ca", required_argument, NULL, OPT_CA },
+        { "ca", required_argument, NULL, BENCH_CLI_OPT_CA },
         { "auth", required_argument, NULL, 'a' },
         { "auth-file", required_argument, NULL, OPT_AUTH_FILE },
         { "sessions", required_argument, NULL, 'c' },
@@ -247,22 +227,14 @@ static void parse_options(struct load *l, int argc, char **argv)
         { "helo", required_argument, NULL, OPT_HELO },
         { "no-pipelining", no_argument, NULL, OPT_NO_PIPELINING },
         { "max-setup-failures", required_argument, NULL, OPT_MAX_SETUP_FAILURES },
-        { "timeout", required_argument, NULL, OPT_TIMEOUT },
-        { "quiet", no_argument, NULL, 'q' },
-        { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     int c;
     uint64_t v;
     bool has_messages = false;
-    while ((c = getopt_long(argc, argv, "H:p:m:a:c:n:M:s:f:r:R:k:qh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, BENCH_CLI_SHORT "m:a:c:n:M:s:f:r:R:k:", longopts, NULL)) !=
+           -1) {
         switch (c) {
-        case 'H':
-            o->host = optarg;
-            break;
-        case 'p':
-            o->port = optarg;
-            break;
         case 'm':
             if (strcmp(optarg, "plain") == 0)
                 o->mode = MODE_PLAIN;
@@ -273,14 +245,11 @@ static void parse_options(struct load *l, int argc, char **argv)
             else
                 bench_die(2, "smtp_load: --mode: plain, starttls or tls");
             break;
-        case OPT_CA:
-            o->ca_file = optarg;
-            break;
         case 'a':
             set_auth(o, optarg);
             break;
         case OPT_AUTH_FILE: {
-            char *line = read_first_line(optarg);
+            char *line = bench_cli_read_line(&o->cli, optarg);
             set_auth(o, line);
             free(line);
             break;
@@ -331,26 +300,12 @@ static void parse_options(struct load *l, int argc, char **argv)
             if (bench_parse_u64(optarg, 0, UINT32_MAX, &o->max_setup_failures) < 0)
                 bench_die(2, "smtp_load: --max-setup-failures: a number");
             break;
-        case OPT_TIMEOUT:
-            if (bench_parse_u64(optarg, 1, 86400, &v) < 0)
-                bench_die(2, "smtp_load: --timeout: seconds");
-            o->timeout_ms = v * 1000;
-            break;
-        case 'q':
-            o->is_quiet = true;
-            break;
-        case 'h':
-            usage(stdout);
-            exit(0);
         default:
-            usage(stderr);
-            exit(2);
+            bench_cli_option(&o->cli, c, optarg);
+            break;
         }
     }
-    if (optind != argc || o->host == NULL) {
-        usage(stderr);
-        exit(2);
-    }
+    bench_cli_finish(&o->cli, argc, o->cli.host != NULL);
     if (o->per_session > 0) {
         if (has_messages)
             bench_die(2, "smtp_load: --messages or --per-session, not both");
@@ -362,11 +317,10 @@ static void parse_options(struct load *l, int argc, char **argv)
     if (strpbrk(o->from, "<>\r\n ") != NULL || strpbrk(o->helo, "\r\n ") != NULL ||
         strpbrk(o->rcpt_pattern, "<>\r\n ") != NULL)
         bench_die(2, "smtp_load: --from, --rcpt and --helo: no spaces, angle brackets or line ends");
-    if (bench_resolve(o->host, o->port, &l->addr) < 0)
-        bench_die(1, "smtp_load: cannot resolve %s port %s", o->host, o->port);
-    snprintf(l->target, sizeof(l->target), "%s:%s", o->host, o->port);
+    bench_cli_resolve(&o->cli, &l->addr);
+    snprintf(l->target, sizeof(l->target), "%s:%s", o->cli.host, o->cli.port);
     if (o->mode != MODE_PLAIN)
-        l->tls = bench_tls_client(o->ca_file);
+        l->tls = bench_tls_client(o->cli.ca_file);
     if (o->auth_user != NULL) {
         /* RFC 4616: authzid NUL authcid NUL password */
         struct mg_buf raw = MG_BUF_INIT, line = MG_BUF_INIT;
@@ -380,31 +334,6 @@ static void parse_options(struct load *l, int argc, char **argv)
         l->auth_plain = mg_buf_steal(&line, NULL);
         mg_buf_free(&raw);
     }
-}
-
-/* The body is the same for every message: lines of text, none starting
- * with a dot, sized so that headers plus body come to about --size. */
-static void make_body(struct load *l)
-{
-    static const char words[] =
-        "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor "
-        "incididunt ut labore et dolore magna aliqua. Ut enim ad minim veniam, quis nostrud "
-        "exercitation ullamco laboris nisi ut aliquip ex ea commodo consequat. ";
-    size_t header_estimate = 330;
-    size_t want = l->opt.size > header_estimate ? l->opt.size - header_estimate : 2;
-    struct mg_buf b = MG_BUF_INIT;
-    size_t w = 0;
-    while (b.len < want) {
-        size_t line_start = b.len;
-        while (b.len - line_start < 70 && b.len < want) {
-            mg_buf_append_byte(&b, words[w]);
-            w = (w + 1) % (sizeof(words) - 1);
-        }
-        if (b.data[line_start] == '.' || b.data[line_start] == ' ')
-            b.data[line_start] = 'x';
-        mg_buf_append_str(&b, "\r\n");
-    }
-    l->body = mg_buf_steal(&b, &l->body_len);
 }
 
 /* Counts an error under "what code" and keeps the first text of each
@@ -546,32 +475,9 @@ static void send_transaction(struct session *s)
 static void send_message(struct session *s)
 {
     struct load *l = s->load;
-    char date[64];
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
-    struct mg_buf h = MG_BUF_INIT;
-    mg_buf_printf(&h,
-                  "From: Load Generator <%s>\r\n"
-                  "To: <%s>\r\n"
-                  "Subject: smtp_load message %llu\r\n"
-                  "Date: %s\r\n"
-                  "Message-ID: <%llu.%lld.%d@smtp-load.test>\r\n"
-                  "MIME-Version: 1.0\r\n"
-                  "Content-Type: text/plain; charset=us-ascii\r\n"
-                  "Content-Transfer-Encoding: 7bit\r\n"
-                  "\r\n",
-                  l->opt.from, s->rcpts[0], (unsigned long long)s->msg_index, date,
-                  (unsigned long long)s->msg_index, (long long)now, (int)getpid());
-    mg_conn_cork(s->conn);
-    mg_conn_write(s->conn, h.data, h.len);
-    mg_conn_write(s->conn, l->body, l->body_len);
-    mg_conn_write_str(s->conn, ".\r\n");
-    mg_conn_uncork(s->conn);
     l->msg_data++;
-    l->bytes += h.len + l->body_len;
-    mg_buf_free(&h);
+    l->bytes += bench_message_send(s->conn, "smtp_load", l->opt.from, s->rcpts[0], s->msg_index, l->body,
+                                   l->body_len);
 }
 
 /* Ready for MAIL FROM: the set-up is over. */
@@ -680,7 +586,7 @@ static void on_reply(void *ctx, int code, bool is_last, const char *text, size_t
         s->step = STEP_TLS;
         s->is_tls_on = true;
         /* EHLO again once the handshake is done (on_tls_ready). */
-        mg_conn_start_tls_client(s->conn, l->tls, l->opt.host, l->opt.timeout_ms);
+        mg_conn_start_tls_client(s->conn, l->tls, l->opt.cli.host, l->opt.cli.timeout_ms);
         return;
     case STEP_TLS:
         setup_failed(s, "STARTTLS", code, text, len);
@@ -780,7 +686,7 @@ static void on_connect(struct mg_conn *conn, int status)
     s->step = STEP_GREETING;
     if (s->load->opt.mode == MODE_TLS) {
         s->is_tls_on = true;
-        mg_conn_start_tls_client(conn, s->load->tls, s->load->opt.host, s->load->opt.timeout_ms);
+        mg_conn_start_tls_client(conn, s->load->tls, s->load->opt.cli.host, s->load->opt.cli.timeout_ms);
     }
 }
 
@@ -833,7 +739,7 @@ static void session_connect(struct session *s)
     s->is_tls_on = false;
     s->setup_start_ns = bench_now_ns();
     l->connections++;
-    s->conn = mg_conn_connect_tcp(l->loop, (const struct sockaddr *)&l->addr, l->opt.timeout_ms,
+    s->conn = mg_conn_connect_tcp(l->loop, (const struct sockaddr *)&l->addr, l->opt.cli.timeout_ms,
                                   &session_callbacks, s);
 }
 
@@ -854,7 +760,7 @@ int main(int argc, char **argv)
     mg_log_set_level(MG_LOG_ERROR);
     struct load l = { 0 };
     parse_options(&l, argc, argv);
-    make_body(&l);
+    l.body = bench_message_body(l.opt.size, &l.body_len);
     l.loop = uv_default_loop();
 
     struct session *sessions = mg_calloc(l.opt.sessions, sizeof(*sessions));
@@ -883,7 +789,7 @@ int main(int argc, char **argv)
     uint64_t errors = l.errors_other;
     for (unsigned i = 0; i < l.n_error_kinds; i++)
         errors += l.errors[i].count;
-    if (!l.opt.is_quiet) {
+    if (!l.opt.cli.is_quiet) {
         printf("smtp_load: %s (%s%s), %u sessions, %llu messages of %.0f bytes, "
                "%u recipient(s) each, %s\n",
                l.target, mode_names[l.opt.mode], l.auth_plain != NULL ? ", AUTH PLAIN" : "",
@@ -907,7 +813,7 @@ int main(int argc, char **argv)
         printf("  client CPU %.2f s\n", cpu);
     }
     /* Errors are never hidden, not even with --quiet. */
-    print_errors(&l, l.opt.is_quiet ? stderr : stdout);
+    print_errors(&l, l.opt.cli.is_quiet ? stderr : stdout);
     printf("RESULT messages=%llu sent=%llu failed=%llu unsent=%llu seconds=%.3f rate=%.1f "
            "p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f max_ms=%.3f connections=%llu "
            "setup_p50_ms=%.3f setup_p99_ms=%.3f errors=%llu client_cpu=%.2f\n",
