@@ -401,9 +401,10 @@ static void on_close(struct mg_conn *conn, const char *reason)
     b->open--;
     if (!b->is_stopping) {
         start_more(b);
+        /* May stop the run, which closes the timer itself when no
+         * connection is left. */
         check_all_idling(b);
-    }
-    if (b->is_stopping && b->open == 0) {
+    } else if (b->open == 0) {
         uv_timer_stop(&b->timer);
         uv_close((uv_handle_t *)&b->timer, NULL);
     }
