@@ -144,14 +144,22 @@ static const struct setting_def settings_schema[] = {
 
 static const char *const log_level_names[] = { "debug", "info", "notice", "warning", "error" };
 
-int mg_settings_parse_size(const char *text, uint64_t *bytes_r)
+/* The decimal number text starts with (no sign or blank, which strtoull
+ * would take): 0 with the unit after it in *end_r, or -1. */
+static int parse_leading_number(const char *text, unsigned long long *v_r, char **end_r)
 {
-    char *end;
     if (text[0] < '0' || text[0] > '9')
         return -1;
     errno = 0;
-    unsigned long long v = strtoull(text, &end, 10);
-    if (errno != 0)
+    *v_r = strtoull(text, end_r, 10);
+    return errno != 0 ? -1 : 0;
+}
+
+int mg_settings_parse_size(const char *text, uint64_t *bytes_r)
+{
+    char *end;
+    unsigned long long v;
+    if (parse_leading_number(text, &v, &end) < 0)
         return -1;
     uint64_t mult = 1;
     if (*end != '\0') {
@@ -180,11 +188,8 @@ int mg_settings_parse_size(const char *text, uint64_t *bytes_r)
 int mg_settings_parse_duration(const char *text, uint64_t *ms_r)
 {
     char *end;
-    if (text[0] < '0' || text[0] > '9')
-        return -1;
-    errno = 0;
-    unsigned long long v = strtoull(text, &end, 10);
-    if (errno != 0)
+    unsigned long long v;
+    if (parse_leading_number(text, &v, &end) < 0)
         return -1;
     uint64_t mult;
     if (strcmp(end, "") == 0 || strcmp(end, "s") == 0)
@@ -545,16 +550,18 @@ static void settings_finish(struct mg_settings *set)
     }
 }
 
-int mg_settings_load_string(const char *text, size_t len, const char *name,
-                            struct mg_settings **settings_r, char **error_r)
+/* After parsing (parse_result from it): names the source, derives
+ * what follows from the values and checks them; hands set over in
+ * *settings_r or frees it. */
+static int settings_complete(struct mg_settings *set, int parse_result, const char *source,
+                             struct mg_settings **settings_r, char **error_r)
 {
-    struct mg_settings *set = mg_settings_new_defaults();
-    if (mg_config_parse(text, len, name, settings_entry_cb, set, error_r) < 0) {
+    if (parse_result < 0) {
         mg_settings_free(&set);
         return -1;
     }
     free(set->source_file);
-    set->source_file = mg_strdup(name);
+    set->source_file = mg_strdup(source);
     settings_finish(set);
     if (settings_check(set, error_r) < 0) {
         mg_settings_free(&set);
@@ -562,6 +569,14 @@ int mg_settings_load_string(const char *text, size_t len, const char *name,
     }
     *settings_r = set;
     return 0;
+}
+
+int mg_settings_load_string(const char *text, size_t len, const char *name,
+                            struct mg_settings **settings_r, char **error_r)
+{
+    struct mg_settings *set = mg_settings_new_defaults();
+    int r = mg_config_parse(text, len, name, settings_entry_cb, set, error_r);
+    return settings_complete(set, r, name, settings_r, error_r);
 }
 
 static int is_dropin(const struct dirent *de)
@@ -603,20 +618,10 @@ static int settings_load_dropins(struct mg_settings *set, const char *path, char
 int mg_settings_load(const char *path, struct mg_settings **settings_r, char **error_r)
 {
     struct mg_settings *set = mg_settings_new_defaults();
-    if (mg_config_parse_file(path, settings_entry_cb, set, error_r) < 0 ||
-        settings_load_dropins(set, path, error_r) < 0) {
-        mg_settings_free(&set);
-        return -1;
-    }
-    free(set->source_file);
-    set->source_file = mg_strdup(path);
-    settings_finish(set);
-    if (settings_check(set, error_r) < 0) {
-        mg_settings_free(&set);
-        return -1;
-    }
-    *settings_r = set;
-    return 0;
+    int r = mg_config_parse_file(path, settings_entry_cb, set, error_r);
+    if (r >= 0)
+        r = settings_load_dropins(set, path, error_r);
+    return settings_complete(set, r, path, settings_r, error_r);
 }
 
 static void format_value(const struct mg_settings *set, const struct setting_def *def,
