@@ -134,22 +134,10 @@ static const struct mg_daemon_hooks probe_hooks = {
     .reload = probe_reload,
 };
 
-struct wait_for {
-    const int *value;
-    int want;
-};
-
-static bool reached(void *ctx)
+static bool has_reloaded(void *ctx)
 {
-    const struct wait_for *w = ctx;
-    return *w->value >= w->want;
-}
-
-static void wait_count(uv_loop_t *loop, const int *value, int want)
-{
-    struct wait_for w = { value, want };
-    if (!testutil_run_until(loop, reached, &w, 30))
-        fail_msg("count %d, expected %d", *value, want);
+    const struct probe *p = ctx;
+    return p->reloads > 0;
 }
 
 /* For a timer that keeps the loop alive: only uv_stop ends uv_run. */
@@ -175,88 +163,93 @@ static void run_for(uv_loop_t *loop, uint64_t ms)
     uv_run(loop, UV_RUN_NOWAIT);
 }
 
-/* Starts a daemon on path in this process. */
-static void start_daemon(struct mg_daemon *d, struct probe *p, const char *path)
+/* A daemon running in this process on its own configuration file, with
+ * a pending timer standing for its work (the loop would not end alone). */
+struct running {
+    char *dir;
+    char *path;
+    struct mg_daemon d;
+    struct probe p;
+    uv_timer_t busy;
+};
+
+static void running_start(struct running *r, const char *config, int idle_after)
 {
-    char *argv[] = { "mgtestd", "-c", (char *)path, NULL };
+    r->dir = testutil_mkdtemp();
+    r->path = mg_asprintf("%s/mailgenic.conf", r->dir);
+    write_config(r->path, config);
+    r->p = (struct probe){ .d = &r->d, .idle_after = idle_after };
+    char *argv[] = { "mgtestd", "-c", r->path, NULL };
     int status = -1;
     optind = 0;
-    assert_int_equal(mg_daemon_init(d, &info, 3, argv, &status), 0);
-    assert_non_null(d->settings);
-    assert_ptr_equal(d->loop, uv_default_loop());
+    assert_int_equal(mg_daemon_init(&r->d, &info, 3, argv, &status), 0);
+    assert_non_null(r->d.settings);
+    assert_ptr_equal(r->d.loop, uv_default_loop());
     assert_non_null(getenv("UV_THREADPOOL_SIZE"));
-    p->d = d;
-    mg_daemon_start(d, &probe_hooks, p);
+    mg_daemon_start(&r->d, &probe_hooks, &r->p);
+    uv_timer_init(r->d.loop, &r->busy);
+    uv_timer_start(&r->busy, never_cb, 600000, 0);
+}
+
+static void running_end(struct running *r)
+{
+    uv_close((uv_handle_t *)&r->busy, NULL);
+    mg_daemon_close(&r->d);
+    assert_null(r->d.settings);
+    testutil_close_loop(uv_default_loop());
+    testutil_rmtree(r->dir);
+    free(r->path);
+    free(r->dir);
 }
 
 static void test_daemon_reload(void **state)
 {
     (void)state;
-    char *dir = testutil_mkdtemp();
-    char *path = mg_asprintf("%s/mailgenic.conf", dir);
-    write_config(path, "hostname = one.test\nlog_level = info\n[tls]\nkey_file = /k\n");
-    struct mg_daemon d;
-    struct probe p = { .idle_after = 1 };
-    start_daemon(&d, &p, path);
+    struct running r;
+    running_start(&r, "hostname = one.test\nlog_level = info\n[tls]\nkey_file = /k\n", 1);
+    uv_unref((uv_handle_t *)&r.busy);
     assert_int_equal(mg_log_get_level(), MG_LOG_INFO);
 
     /* A new file: log_level applied here, the rest for the hook. */
-    write_config(path, "hostname = two.test\nlog_level = warning\n[tls]\nkey_file = /k\n");
+    write_config(r.path, "hostname = two.test\nlog_level = warning\n[tls]\nkey_file = /k\n");
     assert_int_equal(raise(SIGHUP), 0);
-    wait_count(d.loop, &p.reloads, 1);
-    assert_string_equal(p.reload_hostname, "two.test");
+    assert_true(testutil_run_until(r.d.loop, has_reloaded, &r.p, 30));
+    assert_int_equal(r.p.reloads, 1);
+    assert_string_equal(r.p.reload_hostname, "two.test");
     assert_int_equal(mg_log_get_level(), MG_LOG_WARNING);
     /* The settings the daemon started with stay. */
-    assert_string_equal(d.settings->hostname, "one.test");
+    assert_string_equal(r.d.settings->hostname, "one.test");
 
     /* A file that does not load changes nothing, and says so. */
-    write_config(path, "hostname = three.test\n[imap]\nbogus = 1\n");
+    write_config(r.path, "hostname = three.test\n[imap]\nbogus = 1\n");
     struct testutil_capture cap;
     testutil_capture_stderr_begin(&cap);
     assert_int_equal(raise(SIGHUP), 0);
-    run_for(d.loop, 300);
+    run_for(r.d.loop, 300);
     char *log = testutil_capture_stderr_end(&cap);
-    assert_int_equal(p.reloads, 1);
+    assert_int_equal(r.p.reloads, 1);
     assert_non_null(strstr(log, "reload failed, keeping the old configuration"));
     assert_int_equal(mg_log_get_level(), MG_LOG_WARNING);
     free(log);
-    assert_int_equal(p.stops, 0);
-
+    assert_int_equal(r.p.stops, 0);
     mg_log_set_level(MG_LOG_INFO);
-    mg_daemon_close(&d);
-    assert_null(d.settings);
-    testutil_close_loop(uv_default_loop());
-    testutil_rmtree(dir);
-    free(path);
-    free(dir);
+    running_end(&r);
 }
 
 /* SIGTERM: the stop hook once, then the loop ends when is_idle says so. */
 static void test_daemon_stop_when_idle(void **state)
 {
     (void)state;
-    char *dir = testutil_mkdtemp();
-    char *path = mg_asprintf("%s/mailgenic.conf", dir);
-    write_config(path, "hostname = one.test\n[tls]\nkey_file = /k\n");
-    struct mg_daemon d;
-    struct probe p = { .idle_after = 3 };
-    start_daemon(&d, &p, path);
-    uv_timer_t busy;
-    uv_timer_init(d.loop, &busy);
-    uv_timer_start(&busy, never_cb, 600000, 0);
-    assert_false(d.is_stopping);
+    struct running r;
+    running_start(&r, "hostname = one.test\n[tls]\nkey_file = /k\n", 3);
+    assert_false(r.d.is_stopping);
     assert_int_equal(raise(SIGTERM), 0);
-    uv_run(d.loop, UV_RUN_DEFAULT);
-    assert_true(d.is_stopping);
-    assert_true(p.was_stopping_in_stop);
-    assert_int_equal(p.stops, 1);
-    assert_int_equal(p.idle_polls, 3);
-    uv_close((uv_handle_t *)&busy, NULL);
-    mg_daemon_close(&d);
-    testutil_close_loop(uv_default_loop());
-    testutil_rmtree(dir);
-    free(path);
-    free(dir);
+    uv_run(r.d.loop, UV_RUN_DEFAULT);
+    assert_true(r.d.is_stopping);
+    assert_true(r.p.was_stopping_in_stop);
+    assert_int_equal(r.p.stops, 1);
+    assert_int_equal(r.p.idle_polls, 3);
+    running_end(&r);
 }
 
 /* A daemon that never gets idle: the loop ends after the grace period,
@@ -264,33 +257,21 @@ static void test_daemon_stop_when_idle(void **state)
 static void test_daemon_stop_grace(void **state)
 {
     (void)state;
-    char *dir = testutil_mkdtemp();
-    char *path = mg_asprintf("%s/mailgenic.conf", dir);
-    write_config(path, "hostname = one.test\n[tls]\nkey_file = /k\n");
-    struct mg_daemon d;
-    struct probe p = { .idle_after = -1 };
-    start_daemon(&d, &p, path);
-    uv_timer_t busy;
-    uv_timer_init(d.loop, &busy);
-    uv_timer_start(&busy, never_cb, 600000, 0);
+    struct running r;
+    running_start(&r, "hostname = one.test\n[tls]\nkey_file = /k\n", -1);
     struct testutil_capture cap;
     testutil_capture_stderr_begin(&cap);
     uint64_t start = uv_hrtime();
     assert_int_equal(raise(SIGTERM), 0);
-    uv_run(d.loop, UV_RUN_DEFAULT);
+    uv_run(r.d.loop, UV_RUN_DEFAULT);
     double waited_ms = (double)(uv_hrtime() - start) / 1e6;
     char *log = testutil_capture_stderr_end(&cap);
-    assert_int_equal(p.stops, 1);
+    assert_int_equal(r.p.stops, 1);
     assert_true(waited_ms >= MG_DAEMON_STOP_GRACE_MS - 200);
-    assert_int_equal(p.idle_polls, MG_DAEMON_STOP_GRACE_MS / 100);
+    assert_int_equal(r.p.idle_polls, MG_DAEMON_STOP_GRACE_MS / 100);
     assert_non_null(strstr(log, "stopping with test work left"));
     free(log);
-    uv_close((uv_handle_t *)&busy, NULL);
-    mg_daemon_close(&d);
-    testutil_close_loop(uv_default_loop());
-    testutil_rmtree(dir);
-    free(path);
-    free(dir);
+    running_end(&r);
 }
 
 int main(void)
