@@ -271,6 +271,11 @@ static void conn_on_read(struct mg_conn *conn)
 static void conn_on_ready(struct mg_conn *conn)
 {
     struct mg_auth_client *c = mg_conn_data(conn);
+    /* The connect timeout would stay as an idle timeout: a quiet link would
+     * be cut every 5 s, and a request written as the timer fired would
+     * fail ("connection lost": a login refused for nothing). Requests have
+     * their own deadlines; the link stays until either side closes it. */
+    mg_conn_set_idle_timeout(conn, 0);
     c->is_connected = true;
     c->is_down = false;
     c->down_since = 0;

@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 import unittest
 
 import mgtest
@@ -156,6 +157,18 @@ class CurlClient(SystemTestCase):
     def test_imaps_wrong_password(self):
         self.curl(self.imaps(), password="not-the-password", expect_rc=CURLE_LOGIN_DENIED)
         self.assertRegex(self.server.log(), r"login failed .*user=alice@example\.test .*reason=password")
+
+    def test_login_after_a_quiet_spell(self):
+        """The link to the auth service outlives 5 s without traffic: it was
+        cut by the connect timeout kept as an idle timeout, and a login
+        arriving as it was cut failed (curl: "Login denied")."""
+        self.curl(self.imaps())
+        time.sleep(5.5)
+        for _ in range(3):
+            self.curl(self.imaps())
+        self.server.check_log()
+        self.assertNotIn("idle timeout", self.server.log())
+        self.assertNotIn("login failed", self.server.log())
 
     def submit(self, msg, *args, expect_rc=0, password=None):
         path = os.path.join(self.tmp, "sub.eml")
