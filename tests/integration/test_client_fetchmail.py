@@ -5,13 +5,16 @@ to a file: every message arrives byte for byte (fetchmail's own Received
 field added, CR LF made LF as fetchmail does for an MDA); `keep` leaves
 them on the server marked \\Seen, the default deletes and expunges them,
 `--flush` also removes the ones seen before; a second poll with nothing
-new fetches nothing."""
+new fetches nothing. And forwarding: fetchmail hands what it fetched to
+mgsmtpd on port 25 (its SMTP client: ESMTP, SIZE, dot-stuffing), which
+delivers it to another user."""
 import os
 import re
 import shutil
 import subprocess
 import unittest
 
+import mgsystem
 import mgtest
 from mgtest import fetch_items
 
@@ -168,6 +171,49 @@ class TestFetchmail(mgtest.MgTestCase):
         r = self.fetchmail(expect=3)   # PS_AUTHFAIL
         self.assertEqual(os.listdir(self.out), [])
         self.assertIn("authentication failed", r.stderr.lower() + r.stdout.lower())
+
+
+@unittest.skipIf(FETCHMAIL is None, "fetchmail is not installed")
+class TestFetchmailForward(mgsystem.SystemTestCase):
+
+    def test_forward_over_smtp(self):
+        home = os.path.join(self.tmp, "home")
+        os.makedirs(home)
+        msgs = [mgtest.make_message(subject="fwd 1", body=".dot\r\n..two dots\r\n.\r\nend\r\n"),
+                mgtest.make_message(subject="fwd 2", body="K\u00f6ln\r\n" + "z" * 990 + "\r\n",
+                                    extra_headers=["Content-Type: text/plain; charset=utf-8"])]
+        for msg in msgs:
+            self.deliver(["alice"], msg)
+        stored = self.server.fetch_all("alice")
+        rc = os.path.join(home, "fetchmailrc")
+        with open(rc, "w") as f:
+            f.write(f'poll localhost protocol IMAP port {self.server.port}\n'
+                    f'  user "{self.server.address("alice")}" password '
+                    f'"{self.server.password("alice")}" is "bob@example.test" here\n'
+                    f'  ssl sslcertck sslcertfile "{self.server.cert}" keep\n'
+                    f'  smtphost "127.0.0.1/{self.server.smtp_port}" smtpname "bob@example.test"\n')
+        os.chmod(rc, 0o600)
+        r = subprocess.run([FETCHMAIL, "-f", rc, "--nodetach", "--nosyslog", "-v"],
+                           capture_output=True, text=True, timeout=120,
+                           env=dict(os.environ, HOME=home, FETCHMAILHOME=home))
+        self.assertEqual(r.returncode, PS_SUCCESS, r.stdout + r.stderr)
+        self.assertEqual(len(re.findall(r"SMTP< 250 2\.0\.0 Ok: queued as", r.stdout)), 2, r.stdout)
+        self.assertEqual(self.server.wait_delivered("bob", 2), 2)
+        got = self.server.fetch_all("bob")
+        trace = re.compile(
+            rb"^Return-Path: <sender@remote\.test>\r\nDelivered-To: bob@example\.test\r\n"
+            rb"Received: from \S+ \(\[127\.0\.0\.1\]\)\r\n\tby " + re.escape(mgsystem.HOSTNAME.encode())
+            + rb" \(Mailgenic\) with ESMTP id [0-9A-Z]{16}\r\n\tfor <bob@example\.test>; [^\r]+\r\n"
+            rb"Received: from localhost \[127\.0\.0\.1\]\r\n\tby \S+ with IMAP \(fetchmail-[\d.]+\)\r\n"
+            rb"\tfor <bob@example\.test> \(single-drop\); [^\r]+\r\n")
+        for raw, orig in zip(got, stored):
+            m = trace.match(raw)
+            self.assertIsNotNone(m, raw[:600])
+            # fetchmail takes Return-Path as the envelope sender and drops it;
+            # everything else arrives as it was stored.
+            first, rest = orig.split(b"\r\n", 1)
+            self.assertTrue(first.startswith(b"Return-Path: "), orig[:100])
+            self.assertEqual(raw[m.end():], rest)
 
 
 if __name__ == "__main__":
