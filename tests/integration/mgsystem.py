@@ -88,11 +88,12 @@ def queue_id(reply):
     return m.group(1)
 
 
-class Daemon:
+class Daemon(mgtest.LogFile):
     """One program run by the harness, its output in a log file."""
 
     def __init__(self, name, argv, log_path):
         self.name = name
+        self.log_name = name
         self.argv = argv
         self.log_path = log_path
         self.proc = None
@@ -159,18 +160,6 @@ class Daemon:
         self.proc = None
         self._close_log()
 
-    def _close_log(self):
-        if self.log_file is not None:
-            self.log_file.close()
-            self.log_file = None
-
-    def log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
-
     def log_since_start(self):
         try:
             with open(self.log_path, "rb") as f:
@@ -178,17 +167,6 @@ class Daemon:
                 return f.read().decode("utf-8", "replace")
         except FileNotFoundError:
             return ""
-
-    def log_tail(self, n=60):
-        return "\n".join(self.log().splitlines()[-n:])
-
-    def check_log(self):
-        text = self.log()
-        for pattern in SANITIZER_PATTERNS:
-            if pattern in text:
-                i = text.index(pattern)
-                raise ServerError(f"'{pattern}' in the {self.name} log:\n"
-                                  f"{text[max(0, i - 2000):i + 6000]}")
 
 
 def _can_connect(family, address):
@@ -507,7 +485,7 @@ def _as_list(x):
     return [x] if isinstance(x, str) else list(x)
 
 
-class RawSMTP:
+class RawSMTP(mgtest.RawSocket):
     """SMTP over a plain socket (or TLS for submission): exact bytes in and
     out, replies as (code, [lines])."""
 
@@ -522,44 +500,14 @@ class RawSMTP:
             sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         if kind == "submission":
             sock = system.client_context().wrap_socket(sock, server_hostname="localhost")
-        self.sock = sock
-        self.buf = b""
+        super().__init__(sock)
         self.greeting = self.reply()
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def send(self, data):
-        if isinstance(data, str):
-            data = data.encode()
-        self.sock.sendall(data)
-
-    def _fill(self):
-        data = self.sock.recv(65536)
-        if not data:
-            raise EOFError("connection closed")
-        self.buf += data
-
-    def line(self):
-        while b"\r\n" not in self.buf:
-            self._fill()
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line
 
     def reply(self):
         """One reply: (code, [text lines])."""
         lines = []
         while True:
-            line = self.line()
+            line = self.readline()
             if len(line) < 3 or not line[:3].isdigit():
                 raise AssertionError(f"bad reply line {line!r}")
             lines.append(line[4:].decode("utf-8", "replace"))
@@ -586,57 +534,20 @@ class RawSMTP:
         token = base64.b64encode(f"\0{address}\0{self.system.password(user)}".encode()).decode()
         return self.expect(f"AUTH PLAIN {token}", 235)
 
-    def is_closed(self, timeout=5):
-        self.sock.settimeout(timeout)
-        try:
-            while True:
-                data = self.sock.recv(65536)
-                if not data:
-                    return True
-                self.buf += data
-        except (ConnectionError, ssl.SSLError):
-            return True
-        except socket.timeout:
-            return False
-
 
 class SystemTestCase(mgtest.MgTestCase):
     """Each test gets a started System in self.server (both daemons)."""
     own_auth = False
 
-    def setUp(self):
-        import tempfile
-        self.tmp = tempfile.mkdtemp(prefix="mgsystem.")
-        self.clients = []
-        self.server = System(self.tmp, conf=self.conf, users=self.users, log_level=self.log_level,
-                             own_auth=self.own_auth)
-        if self.start_server:
-            self.server.start()
+    tmp_prefix = "mgsystem."
 
-    def tearDown(self):
-        import imaplib
-        import shutil
-        for c in self.clients:
-            try:
-                if isinstance(c, imaplib.IMAP4):
-                    c.shutdown()
-                else:
-                    c.close()
-            except Exception:
-                pass
-        error = None
-        try:
-            self.server.stop()
-        except ServerError as e:
-            error = e
-        finally:
-            self.server.kill9()
-            if os.environ.get("MG_TEST_KEEP"):
-                print(f"kept {self.tmp}", file=sys.stderr)
-            else:
-                shutil.rmtree(self.tmp, ignore_errors=True)
-        if error is not None:
-            self.fail(str(error))
+    def make_server(self):
+        return System(self.tmp, conf=self.conf, users=self.users, log_level=self.log_level,
+                      own_auth=self.own_auth)
+
+    def stop_server(self):
+        # Both daemons, whichever still run, and every log checked.
+        self.server.stop()
 
     def raw_smtp(self, kind="smtp", timeout=30):
         c = self.server.raw_smtp(kind, timeout=timeout)

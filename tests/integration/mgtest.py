@@ -92,7 +92,38 @@ class ServerError(Exception):
     pass
 
 
-class Server:
+class LogFile:
+    """The output of a program the harness runs: the file at log_path,
+    open in log_file while the program runs; log_name says whose it is in
+    messages."""
+    log_name = "daemon"
+
+    def _close_log(self):
+        if self.log_file is not None:
+            self.log_file.close()
+            self.log_file = None
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, n=60):
+        return "\n".join(self.log().splitlines()[-n:])
+
+    def check_log(self):
+        """Raises ServerError when a sanitizer reported in the log."""
+        text = self.log()
+        for pattern in SANITIZER_PATTERNS:
+            if pattern in text:
+                i = text.index(pattern)
+                raise ServerError(f"'{pattern}' in the {self.log_name} log:\n"
+                                  f"{text[max(0, i - 2000):i + 6000]}")
+
+
+class Server(LogFile):
     """One mgimapd (with its mgauthd) in a temporary directory."""
 
     def __init__(self, tmp, conf=None, users=None, log_level="info"):
@@ -317,28 +348,6 @@ class Server:
         self.stop()
         self.start()
 
-    def _close_log(self):
-        if self.log_file is not None:
-            self.log_file.close()
-            self.log_file = None
-
-    def log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
-
-    def log_tail(self, n=60):
-        return "\n".join(self.log().splitlines()[-n:])
-
-    def check_log(self):
-        text = self.log()
-        for pattern in SANITIZER_PATTERNS:
-            if pattern in text:
-                i = text.index(pattern)
-                raise ServerError(f"'{pattern}' in the daemon log:\n{text[max(0, i - 2000):i + 6000]}")
-
     def wait_log(self, regex, timeout=10.0):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -409,19 +418,14 @@ class Server:
         return refused
 
 
-class RawIMAP:
-    """A plain IMAP client over TLS that shows the protocol as it is:
-    responses are bytes lines with their literals inlined, in the order
-    they came."""
+class RawSocket:
+    """A connected client socket read as CRLF lines of bytes, what came
+    after the last line kept in self.buf: the base of the raw protocol
+    clients (RawIMAP here, RawSMTP in mgsystem)."""
 
-    def __init__(self, server, timeout=30, tls_ctx=None):
-        self.server = server
-        ctx = tls_ctx or server.ssl_context()
-        sock = socket.create_connection(("127.0.0.1", server.port), timeout=timeout)
-        self.sock = ctx.wrap_socket(sock, server_hostname="localhost")
+    def __init__(self, sock):
+        self.sock = sock
         self.buf = b""
-        self.tag_n = 0
-        self.greeting = self.read_response()
 
     def close(self):
         try:
@@ -445,6 +449,7 @@ class RawIMAP:
         self.buf += data
 
     def readline(self):
+        """The next line, without its CRLF."""
         while b"\r\n" not in self.buf:
             self._fill()
         line, self.buf = self.buf.split(b"\r\n", 1)
@@ -455,18 +460,6 @@ class RawIMAP:
             self._fill()
         data, self.buf = self.buf[:n], self.buf[n:]
         return data
-
-    def read_response(self):
-        """One response line with its literals: b'* 1 FETCH (BODY[] {3}\\r\\nabc)'."""
-        line = self.readline()
-        out = line
-        while True:
-            m = re.search(rb"\{(\d+)\}$", line)
-            if not m:
-                return out
-            out += b"\r\n" + self.read_exact(int(m.group(1)))
-            line = self.readline()
-            out += line
 
     def is_closed(self, timeout=5):
         """Whether the server closed the connection (reads what is left)."""
@@ -486,6 +479,32 @@ class RawIMAP:
         if isinstance(data, str):
             data = data.encode()
         self.sock.sendall(data)
+
+
+class RawIMAP(RawSocket):
+    """A plain IMAP client over TLS that shows the protocol as it is:
+    responses are bytes lines with their literals inlined, in the order
+    they came."""
+
+    def __init__(self, server, timeout=30, tls_ctx=None):
+        self.server = server
+        ctx = tls_ctx or server.ssl_context()
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=timeout)
+        super().__init__(ctx.wrap_socket(sock, server_hostname="localhost"))
+        self.tag_n = 0
+        self.greeting = self.read_response()
+
+    def read_response(self):
+        """One response line with its literals: b'* 1 FETCH (BODY[] {3}\\r\\nabc)'."""
+        line = self.readline()
+        out = line
+        while True:
+            m = re.search(rb"\{(\d+)\}$", line)
+            if not m:
+                return out
+            out += b"\r\n" + self.read_exact(int(m.group(1)))
+            line = self.readline()
+            out += line
 
     def next_tag(self):
         self.tag_n += 1
@@ -635,13 +654,26 @@ class MgTestCase(unittest.TestCase):
     log_level = "info"
     start_server = True
 
+    tmp_prefix = "mgtest."
+
+    def make_server(self):
+        """The server under test, in self.tmp (not started)."""
+        return Server(self.tmp, conf=self.conf, users=self.users, log_level=self.log_level)
+
+    def stop_server(self):
+        """The orderly stop of tearDown; raises ServerError on trouble."""
+        if self.server.proc is not None:
+            self.server.stop()
+        else:
+            self.server.check_log()
+
     def setUp(self):
-        self.tmp = tempfile.mkdtemp(prefix="mgtest.")
+        self.tmp = tempfile.mkdtemp(prefix=self.tmp_prefix)
         # Cleanups run even when setUp fails half-way (tearDown does not):
         # no daemon outlives its test.
         self.addCleanup(self._remove_tmp)
         self.clients = []
-        self.server = Server(self.tmp, conf=self.conf, users=self.users, log_level=self.log_level)
+        self.server = self.make_server()
         self.addCleanup(self.server.kill9)
         if self.start_server:
             self.server.start()
@@ -663,10 +695,7 @@ class MgTestCase(unittest.TestCase):
             except Exception:
                 pass
         try:
-            if self.server.proc is not None:
-                self.server.stop()
-            else:
-                self.server.check_log()
+            self.stop_server()
         except ServerError as e:
             self.fail(str(e))
 
