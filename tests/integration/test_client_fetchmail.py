@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 import unittest
 
 import mgsystem
@@ -31,6 +32,11 @@ exec cat > "$dir/$(printf %04d "$n").eml"
 RECEIVED_RE = re.compile(rb"^Received: from localhost \[127\.0\.0\.1\]\n"
                          rb"\tby \S+ with IMAP \(fetchmail-[\d.]+\)\n"
                          rb"\tfor <[^>]+> \(single-drop\); [^\n]+\n")
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
 
 
 @unittest.skipIf(FETCHMAIL is None, "fetchmail is not installed")
@@ -165,6 +171,53 @@ class TestFetchmail(mgtest.MgTestCase):
         self.fetchmail(poll_extra="keep", folder="Lists/Debian")
         self.assertEqual(self.received(), [msg.replace(b"\r\n", b"\n")])
         self.assertEqual(self.server_messages("Lists/Debian")[0][1], [b"\\Seen"])
+
+    def test_idle(self):
+        """fetchmail in daemon mode with idle: a delivery is noticed at once
+        (IDLE's EXISTS), fetched while fetchmail keeps its session."""
+        self.deliver(["alice"], mgtest.make_message(subject="before"))
+        rc = os.path.join(self.home, "fetchmailrc")
+        with open(rc, "w") as f:
+            f.write(f'poll localhost protocol IMAP port {self.server.port}\n'
+                    f'  user "{self.server.address("alice")}" password '
+                    f'"{self.server.password("alice")}"\n'
+                    f'  ssl sslcertck sslcertfile "{self.server.cert}" keep idle\n'
+                    f'  mda "{self.mda}"\n')
+        os.chmod(rc, 0o600)
+        log_path = os.path.join(self.home, "fetchmail.log")
+        with open(log_path, "w") as log:
+            # -d 300: the daemon's poll interval, far beyond this test; new
+            # mail can only be seen through IDLE.
+            proc = subprocess.Popen([FETCHMAIL, "-f", rc, "--nodetach", "--nosyslog", "-v",
+                                     "-d", "300"], stdout=log, stderr=subprocess.STDOUT,
+                                    env=dict(os.environ, HOME=self.home, FETCHMAILHOME=self.home))
+        try:
+            self.wait_files(1, log_path)
+            self.wait_for(lambda: re.search(r"IMAP> A\d+ IDLE", read(log_path)), log_path)
+            self.deliver(["alice"], mgtest.make_message(subject="while idling"))
+            self.wait_files(2, log_path)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        got = self.received()
+        self.assertIn(b"Subject: while idling\n", got[1])
+        log = read(log_path)
+        self.assertRegex(log, r"IMAP< \* 2 EXISTS")
+        self.assertRegex(log, r"IMAP> DONE")
+        self.assertEqual([f for _, f, _ in self.server_messages()], [[b"\\Seen"], [b"\\Seen"]])
+
+    def wait_for(self, cond, log_path, timeout=30):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if cond():
+                return
+            time.sleep(0.1)
+        self.fail(f"timed out; fetchmail said:\n{read(log_path)}")
+
+    def wait_files(self, n, log_path):
+        self.wait_for(lambda: len(os.listdir(self.out)) >= n and
+                      all(os.path.getsize(os.path.join(self.out, x)) > 0
+                          for x in os.listdir(self.out)), log_path)
 
     def test_wrong_password(self):
         self.server.passwords[self.server.address("alice")] = "wrong"
