@@ -126,6 +126,9 @@ maxconnections = 2
         c = self.raw()
         c.ok("CREATE Projects/2026")
         c.append("Projects/2026", mgtest.make_message(subject="project"), flags="\\Answered")
+        # Names that need quoting and modified UTF-7 ("Grüße & Co").
+        c.ok('CREATE "With Space/Gr&APwA3w-e &- Co"')
+        c.append("With Space/Gr&APwA3w-e &- Co", mgtest.make_message(subject="odd folder"))
         c.ok("SELECT INBOX")
         c.ok("STORE 2 +FLAGS (\\Flagged)")
         c.close()
@@ -135,6 +138,7 @@ maxconnections = 2
         server, local = self.assert_same()
         self.assertEqual(len(local["INBOX"]), 3)
         self.assertEqual(len(local["Projects/2026"]), 1)
+        self.assertEqual(len(local["With Space/Gr&APwA3w-e &- Co"]), 1)
         for folder in ("Sent", "Drafts", "Trash", "Junk", "Archive"):
             self.assertIn(folder, local)
 
@@ -154,8 +158,18 @@ maxconnections = 2
         with open(os.path.join(self.local, "Projects/2026", "new", "1700000000.local1.host"),
                   "wb") as f:
             f.write(new_msg.replace(b"\r\n", b"\n"))
+        # A folder made locally, with a message in it. (Top level: for
+        # "a/b" the server makes the parent "a" a mailbox, as Dovecot does,
+        # and offlineimap then finds no Maildir for it.)
+        for sub in ("cur", "new", "tmp"):
+            os.makedirs(os.path.join(self.local, "Made Here", sub))
+        with open(os.path.join(self.local, "Made Here", "cur", "1700000001.local2.host:2,S"),
+                  "wb") as f:
+            f.write(b"Subject: in a local folder\n\nhi\n")
         self.sync()
         server, _ = self.assert_same()
+        self.assertEqual([(m[1], m[2]) for m in server["Made Here"]],
+                         [([b"\\Seen"], b"Subject: in a local folder\r\n\r\nhi\r\n")])
         inbox = server["INBOX"]
         self.assertEqual(len(inbox), 2)
         self.assertEqual(sorted(self.maildir_flags(f) for _, f, _ in inbox), ["F", "S"])
