@@ -753,12 +753,15 @@ class StrictClient(mgtest.RawIMAP):
     """RawIMAP that parses every response it reads."""
 
     def __init__(self, server, checks):
-        self.checks = checks
+        self.checks = checks   # shared by the test's clients
+        self.own = []          # this client's alone
         super().__init__(server)
 
     def read_response(self):
         r = super().read_response()
-        self.checks.append(parse(r))
+        parsed = parse(r)
+        self.checks.append(parsed)
+        self.own.append(parsed)
         return r
 
 
@@ -928,6 +931,44 @@ class StrictSyntax(mgtest.MgTestCase):
         c.read_until_tagged("I1")
         self.check_fetches(c, None)
         self.assert_all_parsed(min_count=10)
+
+    def test_unsolicited_responses(self):
+        """What a session hears about another's changes (flags, keywords,
+        expunges, appends), while idling and on NOOP, is well formed and
+        consistent: sequence numbers stay within EXISTS."""
+        watcher = self.client()
+        actor = self.client()
+        for msg in TRICKY[:5]:
+            actor.append("INBOX", msg)
+        untagged, _ = watcher.ok("SELECT INBOX")
+        actor.ok("SELECT INBOX")
+        watcher.send("W1 IDLE\r\n")
+        self.assertTrue(watcher.read_response().startswith(b"+"))
+        actor.ok("STORE 1:2 +FLAGS (\\Flagged $NewKeyword)")
+        actor.ok("STORE 3 +FLAGS.SILENT (\\Deleted)")
+        actor.ok("EXPUNGE")
+        actor.append("INBOX", TRICKY[6])
+        actor.ok("MOVE 1 Trash")
+        watcher.send("DONE\r\n")
+        watcher.read_until_tagged("W1")
+        watcher.ok("NOOP")
+        actor.ok("STORE 1:* FLAGS (\\Seen)")
+        watcher.ok("NOOP")
+        watcher.ok("UID FETCH 1:* (FLAGS)")
+        # Replay what the watcher heard: EXISTS/EXPUNGE bookkeeping.
+        exists = 0
+        for kind, info in watcher.own:
+            if kind != "*":
+                continue
+            if info[0] == b"EXISTS":
+                exists = info[1]
+            elif info[0] == b"EXPUNGE":
+                self.assertLessEqual(info[1], exists)
+                exists -= 1
+            elif info[0] == b"FETCH":
+                self.assertLessEqual(info[1], exists)
+        untagged, _ = watcher.ok("SEARCH ALL")
+        self.assertEqual(untagged[-1], b"* SEARCH 1 2 3 4")
 
     def test_fetch_corpus(self):
         msgs = self.corpus()
