@@ -1,14 +1,69 @@
 #include "bench/bench_message.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "bench/bench_common.h"
 
 #include "common/buf.h"
 #include "common/conn.h"
 
 /* What the headers of bench_message_send come to, about. */
 #define HEADER_ESTIMATE 330
+
+bool bench_message_option(struct bench_message_options *o, const char *tool, int ch,
+                          const char *arg)
+{
+    uint64_t v;
+    switch (ch) {
+    case 'c':
+        if (bench_parse_u64(arg, 1, 10000, &v) < 0)
+            bench_die(2, "%s: --sessions: a number from 1 to 10000", tool);
+        o->sessions = (unsigned)v;
+        return true;
+    case 'n':
+        if (bench_parse_u64(arg, 1, UINT32_MAX, &o->messages) < 0)
+            bench_die(2, "%s: --messages: a positive number", tool);
+        o->has_messages = true;
+        return true;
+    case 's':
+        if (bench_parse_u64(arg, 1, 1024 * 1024 * 1024, &o->size) < 0)
+            bench_die(2, "%s: --size: bytes, at most 1 GiB", tool);
+        return true;
+    case 'R':
+        if (bench_parse_range(arg, &o->range_lo, &o->range_hi) < 0)
+            bench_die(2, "%s: --range: A-B with A <= B", tool);
+        return true;
+    case 'k':
+        if (bench_parse_u64(arg, 1, BENCH_MESSAGE_RCPTS_MAX, &v) < 0)
+            bench_die(2, "%s: --rcpts-per-message: 1 to %d", tool, BENCH_MESSAGE_RCPTS_MAX);
+        o->rcpts_per_message = (unsigned)v;
+        return true;
+    case 'r': o->rcpt_pattern = arg; return true;
+    case 'f': o->from = arg; return true;
+    case 'P': o->no_pipelining = true; return true;
+    default: return false;
+    }
+}
+
+void bench_message_check(const struct bench_message_options *o, const char *tool)
+{
+    char probe[BENCH_MESSAGE_ADDR_MAX];
+    if (bench_format_pattern(probe, sizeof(probe), o->rcpt_pattern, o->range_hi) < 0)
+        bench_die(2, "%s: --rcpt: at most one %%d, and short", tool);
+}
+
+void bench_message_rcpts(const struct bench_message_options *o, uint64_t *cursor,
+                         char (*rcpts)[BENCH_MESSAGE_ADDR_MAX])
+{
+    unsigned span = o->range_hi - o->range_lo + 1;
+    for (unsigned i = 0; i < o->rcpts_per_message; i++) {
+        unsigned n = o->range_lo + (unsigned)((*cursor)++ % span);
+        bench_format_pattern(rcpts[i], BENCH_MESSAGE_ADDR_MAX, o->rcpt_pattern, n);
+    }
+}
 
 char *bench_message_body(uint64_t size, size_t *len_r)
 {

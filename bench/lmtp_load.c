@@ -23,21 +23,11 @@
 #include "common/conn.h"
 #include "common/log.h"
 
-#define MAX_RCPTS_PER_MESSAGE 100
-#define ADDR_MAX 256
-
 struct options {
     struct bench_cli cli;   /* TCP: host and port */
     const char *unix_path;
     bool is_smtp;
-    unsigned sessions;
-    uint64_t messages;
-    uint64_t size;
-    const char *rcpt_pattern;
-    unsigned range_lo, range_hi;
-    unsigned rcpts_per_message;
-    const char *from;
-    bool no_pipelining;
+    struct bench_message_options msg;
 };
 
 struct load {
@@ -74,7 +64,7 @@ struct session {
     bool is_pipelining;
     bool is_done;
     /* the transaction in flight */
-    char rcpts[MAX_RCPTS_PER_MESSAGE][ADDR_MAX];
+    char rcpts[BENCH_MESSAGE_RCPTS_MAX][BENCH_MESSAGE_ADDR_MAX];
     unsigned n_rcpts;
     unsigned rcpt_replies;  /* RCPT replies received */
     unsigned rcpt_accepted;
@@ -118,32 +108,19 @@ static void parse_options(struct load *l, int argc, char **argv)
     struct options *o = &l->opt;
     *o = (struct options){
         .cli = { .tool = "lmtp_load", .usage = usage, .timeout_ms = 60000 },
-        .sessions = 4,
-        .messages = 10000,
-        .size = 5120,
-        .rcpt_pattern = "user%d@bench.test",
-        .range_lo = 1,
-        .range_hi = 100,
-        .rcpts_per_message = 1,
-        .from = "bench@lmtp-load.test",
+        .msg = { .sessions = 4, .messages = 10000, .size = 5120,
+                 .rcpt_pattern = "user%d@bench.test", .range_lo = 1, .range_hi = 100,
+                 .rcpts_per_message = 1, .from = "bench@lmtp-load.test" },
     };
     static const struct option longopts[] = {
         BENCH_CLI_OPTIONS,
         { "unix", required_argument, NULL, 'u' },
+        BENCH_MESSAGE_OPTIONS,
         { "smtp", no_argument, NULL, 'S' },
-        { "sessions", required_argument, NULL, 'c' },
-        { "messages", required_argument, NULL, 'n' },
-        { "size", required_argument, NULL, 's' },
-        { "rcpt", required_argument, NULL, 'r' },
-        { "range", required_argument, NULL, 'R' },
-        { "rcpts-per-message", required_argument, NULL, 'k' },
-        { "from", required_argument, NULL, 'f' },
-        { "no-pipelining", no_argument, NULL, 'P' },
         { NULL, 0, NULL, 0 },
     };
     int c;
-    uint64_t v;
-    while ((c = getopt_long(argc, argv, BENCH_CLI_SHORT "u:c:n:s:r:R:k:f:", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, BENCH_CLI_SHORT BENCH_MESSAGE_SHORT "u:", longopts, NULL)) != -1) {
         switch (c) {
         case 'u':
             o->unix_path = optarg;
@@ -151,39 +128,9 @@ static void parse_options(struct load *l, int argc, char **argv)
         case 'S':
             o->is_smtp = true;
             break;
-        case 'c':
-            if (bench_parse_u64(optarg, 1, 10000, &v) < 0)
-                bench_die(2, "lmtp_load: --sessions: a number from 1 to 10000");
-            o->sessions = (unsigned)v;
-            break;
-        case 'n':
-            if (bench_parse_u64(optarg, 1, UINT32_MAX, &o->messages) < 0)
-                bench_die(2, "lmtp_load: --messages: a positive number");
-            break;
-        case 's':
-            if (bench_parse_u64(optarg, 1, 1024 * 1024 * 1024, &o->size) < 0)
-                bench_die(2, "lmtp_load: --size: bytes, at most 1 GiB");
-            break;
-        case 'r':
-            o->rcpt_pattern = optarg;
-            break;
-        case 'R':
-            if (bench_parse_range(optarg, &o->range_lo, &o->range_hi) < 0)
-                bench_die(2, "lmtp_load: --range: A-B with A <= B");
-            break;
-        case 'k':
-            if (bench_parse_u64(optarg, 1, MAX_RCPTS_PER_MESSAGE, &v) < 0)
-                bench_die(2, "lmtp_load: --rcpts-per-message: 1 to %d", MAX_RCPTS_PER_MESSAGE);
-            o->rcpts_per_message = (unsigned)v;
-            break;
-        case 'f':
-            o->from = optarg;
-            break;
-        case 'P':
-            o->no_pipelining = true;
-            break;
         default:
-            bench_cli_option(&o->cli, c, optarg);
+            if (!bench_message_option(&o->msg, o->cli.tool, c, optarg))
+                bench_cli_option(&o->cli, c, optarg);
             break;
         }
     }
@@ -191,9 +138,7 @@ static void parse_options(struct load *l, int argc, char **argv)
     bench_cli_finish(&o->cli, argc,
                      (o->unix_path == NULL) != (o->cli.host == NULL) &&
                          (o->cli.host == NULL || o->cli.port != NULL));
-    char probe[ADDR_MAX];
-    if (bench_format_pattern(probe, sizeof(probe), o->rcpt_pattern, o->range_hi) < 0)
-        bench_die(2, "lmtp_load: --rcpt: at most one %%d, and short");
+    bench_message_check(&o->msg, o->cli.tool);
     if (o->unix_path != NULL) {
         snprintf(l->target, sizeof(l->target), "unix:%s", o->unix_path);
     } else {
@@ -223,18 +168,14 @@ static void send_transaction(struct session *s);
 static void start_message(struct session *s)
 {
     struct load *l = s->load;
-    if (l->next >= l->opt.messages) {
+    if (l->next >= l->opt.msg.messages) {
         s->step = STEP_QUIT;
         mg_conn_write_str(s->conn, "QUIT\r\n");
         return;
     }
     s->msg_index = l->next++;
-    s->n_rcpts = l->opt.rcpts_per_message;
-    unsigned span = l->opt.range_hi - l->opt.range_lo + 1;
-    for (unsigned i = 0; i < s->n_rcpts; i++) {
-        unsigned n = l->opt.range_lo + (unsigned)(l->rcpt_cursor++ % span);
-        bench_format_pattern(s->rcpts[i], sizeof(s->rcpts[i]), l->opt.rcpt_pattern, n);
-    }
+    s->n_rcpts = l->opt.msg.rcpts_per_message;
+    bench_message_rcpts(&l->opt.msg, &l->rcpt_cursor, s->rcpts);
     s->rcpt_replies = 0;
     s->rcpt_accepted = 0;
     s->dot_replies = 0;
@@ -251,7 +192,7 @@ static void send_transaction(struct session *s)
     struct load *l = s->load;
     mg_conn_cork(s->conn);
     if (s->step == STEP_MAIL)
-        mg_conn_printf(s->conn, "MAIL FROM:<%s>\r\n", l->opt.from);
+        mg_conn_printf(s->conn, "MAIL FROM:<%s>\r\n", l->opt.msg.from);
     if (s->is_pipelining || s->step == STEP_RCPT) {
         unsigned first = s->is_pipelining ? 0 : s->rcpt_replies;
         unsigned last = s->is_pipelining ? s->n_rcpts : first + 1;
@@ -266,7 +207,7 @@ static void send_transaction(struct session *s)
 static void send_message(struct session *s)
 {
     struct load *l = s->load;
-    l->bytes += bench_message_send(s->conn, "lmtp_load", l->opt.from, s->rcpts[0], s->msg_index, l->body,
+    l->bytes += bench_message_send(s->conn, "lmtp_load", l->opt.msg.from, s->rcpts[0], s->msg_index, l->body,
                                    l->body_len);
 }
 
@@ -293,7 +234,7 @@ static void on_reply(void *ctx, int code, bool is_last, const char *text, size_t
     if (s->step == STEP_HELLO && len > 4 && code == 250) {
         /* an EHLO/LHLO extension line */
         if ((len == 14 || (len > 14 && text[14] == ' ')) && strncasecmp(text + 4, "PIPELINING", 10) == 0)
-            s->is_pipelining = !l->opt.no_pipelining;
+            s->is_pipelining = !l->opt.msg.no_pipelining;
     }
     if (!is_last)
         return;
@@ -429,13 +370,13 @@ int main(int argc, char **argv)
     mg_log_set_level(MG_LOG_ERROR);
     struct load l = { 0 };
     parse_options(&l, argc, argv);
-    l.body = bench_message_body(l.opt.size, &l.body_len);
+    l.body = bench_message_body(l.opt.msg.size, &l.body_len);
     l.loop = uv_default_loop();
 
     double cpu0 = bench_cpu_seconds();
     l.start_ns = bench_now_ns();
     l.end_ns = l.start_ns;
-    for (unsigned i = 0; i < l.opt.sessions; i++) {
+    for (unsigned i = 0; i < l.opt.msg.sessions; i++) {
         struct session *s = mg_calloc(1, sizeof(*s));
         s->load = &l;
         s->step = STEP_GREETING;
@@ -460,9 +401,9 @@ int main(int argc, char **argv)
     uint64_t total = l.msg_ok + l.msg_failed;
     if (!l.opt.cli.is_quiet) {
         printf("lmtp_load: %s, %u sessions, %llu messages of %.0f bytes, %u recipient(s) each\n",
-               l.target, l.opt.sessions, (unsigned long long)l.opt.messages,
+               l.target, l.opt.msg.sessions, (unsigned long long)l.opt.msg.messages,
                total ? (double)l.bytes / (double)(l.next ? l.next : 1) : 0.0,
-               l.opt.rcpts_per_message);
+               l.opt.msg.rcpts_per_message);
         printf("  delivered  %llu ok, %llu failed (recipients: %llu ok, %llu refused)\n",
                (unsigned long long)l.msg_ok, (unsigned long long)l.msg_failed,
                (unsigned long long)l.rcpt_ok, (unsigned long long)l.rcpt_failed);
@@ -476,11 +417,11 @@ int main(int argc, char **argv)
     }
     printf("RESULT messages=%llu ok=%llu failed=%llu seconds=%.3f rate=%.1f deliveries_rate=%.1f "
            "p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f max_ms=%.3f client_cpu=%.2f\n",
-           (unsigned long long)l.opt.messages, (unsigned long long)l.msg_ok,
-           (unsigned long long)(l.opt.messages - l.msg_ok), secs, rate, drate, p50, p90, p99,
+           (unsigned long long)l.opt.msg.messages, (unsigned long long)l.msg_ok,
+           (unsigned long long)(l.opt.msg.messages - l.msg_ok), secs, rate, drate, p50, p90, p99,
            pmax, cpu);
     bench_stats_free(&l.latency);
     free(l.body);
     uv_loop_close(l.loop);
-    return l.msg_ok == l.opt.messages ? 0 : 1;
+    return l.msg_ok == l.opt.msg.messages ? 0 : 1;
 }

@@ -37,8 +37,6 @@
 #include "common/log.h"
 #include "common/tls.h"
 
-#define MAX_RCPTS_PER_MESSAGE 100
-#define ADDR_MAX 256
 /* Distinct kinds of error kept for the summary (command and code). */
 #define ERROR_KINDS_MAX 16
 #define ERROR_TEXT_MAX 200
@@ -52,17 +50,10 @@ struct options {
     enum mode mode;
     char *auth_user;     /* NULL: no AUTH */
     char *auth_password;
-    unsigned sessions;
-    uint64_t messages;
+    struct bench_message_options msg;
     uint64_t per_session; /* 0: the sessions share --messages */
     bool is_conn_per_message;
-    uint64_t size;
-    const char *rcpt_pattern;
-    unsigned range_lo, range_hi;
-    unsigned rcpts_per_message;
-    const char *from;
     const char *helo;
-    bool no_pipelining;
     uint64_t max_setup_failures;
 };
 
@@ -121,7 +112,7 @@ struct session {
     uint64_t setup_start_ns;
     /* the transaction in flight */
     bool has_message;
-    char rcpts[MAX_RCPTS_PER_MESSAGE][ADDR_MAX];
+    char rcpts[BENCH_MESSAGE_RCPTS_MAX][BENCH_MESSAGE_ADDR_MAX];
     unsigned n_rcpts;
     unsigned rcpt_replies;
     unsigned rcpt_accepted;
@@ -191,14 +182,9 @@ static void parse_options(struct load *l, int argc, char **argv)
     *o = (struct options){
         .cli = { .tool = "smtp_load", .usage = usage, .port = "25", .timeout_ms = 60000 },
         .mode = MODE_PLAIN,
-        .sessions = 20,
-        .messages = 5000,
-        .size = 5120,
-        .rcpt_pattern = "user%d@bench.test",
-        .range_lo = 1,
-        .range_hi = 100,
-        .rcpts_per_message = 1,
-        .from = "bench@smtp-load.test",
+        .msg = { .sessions = 20, .messages = 5000, .size = 5120,
+                 .rcpt_pattern = "user%d@bench.test", .range_lo = 1, .range_hi = 100,
+                 .rcpts_per_message = 1, .from = "bench@smtp-load.test" },
         .helo = "client.smtp-load.test",
         .max_setup_failures = 100,
     };
@@ -206,33 +192,23 @@ static void parse_options(struct load *l, int argc, char **argv)
         OPT_AUTH_FILE = BENCH_CLI_OPT_TOOL,
         OPT_CONN_PER_MESSAGE,
         OPT_HELO,
-        OPT_NO_PIPELINING,
         OPT_MAX_SETUP_FAILURES,
     };
     static const struct option longopts[] = {
         BENCH_CLI_OPTIONS,
+        BENCH_MESSAGE_OPTIONS,
         { "mode", required_argument, NULL, 'm' },
         { "ca", required_argument, NULL, BENCH_CLI_OPT_CA },
         { "auth", required_argument, NULL, 'a' },
         { "auth-file", required_argument, NULL, OPT_AUTH_FILE },
-        { "sessions", required_argument, NULL, 'c' },
-        { "messages", required_argument, NULL, 'n' },
         { "per-session", required_argument, NULL, 'M' },
         { "conn-per-message", no_argument, NULL, OPT_CONN_PER_MESSAGE },
-        { "size", required_argument, NULL, 's' },
-        { "from", required_argument, NULL, 'f' },
-        { "rcpt", required_argument, NULL, 'r' },
-        { "range", required_argument, NULL, 'R' },
-        { "rcpts-per-message", required_argument, NULL, 'k' },
         { "helo", required_argument, NULL, OPT_HELO },
-        { "no-pipelining", no_argument, NULL, OPT_NO_PIPELINING },
         { "max-setup-failures", required_argument, NULL, OPT_MAX_SETUP_FAILURES },
         { NULL, 0, NULL, 0 },
     };
     int c;
-    uint64_t v;
-    bool has_messages = false;
-    while ((c = getopt_long(argc, argv, BENCH_CLI_SHORT "m:a:c:n:M:s:f:r:R:k:", longopts, NULL)) !=
+    while ((c = getopt_long(argc, argv, BENCH_CLI_SHORT BENCH_MESSAGE_SHORT "m:a:M:", longopts, NULL)) !=
            -1) {
         switch (c) {
         case 'm':
@@ -254,16 +230,6 @@ static void parse_options(struct load *l, int argc, char **argv)
             free(line);
             break;
         }
-        case 'c':
-            if (bench_parse_u64(optarg, 1, 10000, &v) < 0)
-                bench_die(2, "smtp_load: --sessions: a number from 1 to 10000");
-            o->sessions = (unsigned)v;
-            break;
-        case 'n':
-            if (bench_parse_u64(optarg, 1, UINT32_MAX, &o->messages) < 0)
-                bench_die(2, "smtp_load: --messages: a positive number");
-            has_messages = true;
-            break;
         case 'M':
             if (bench_parse_u64(optarg, 1, UINT32_MAX, &o->per_session) < 0)
                 bench_die(2, "smtp_load: --per-session: a positive number");
@@ -271,51 +237,28 @@ static void parse_options(struct load *l, int argc, char **argv)
         case OPT_CONN_PER_MESSAGE:
             o->is_conn_per_message = true;
             break;
-        case 's':
-            if (bench_parse_u64(optarg, 1, 1024 * 1024 * 1024, &o->size) < 0)
-                bench_die(2, "smtp_load: --size: bytes, at most 1 GiB");
-            break;
-        case 'f':
-            o->from = optarg;
-            break;
-        case 'r':
-            o->rcpt_pattern = optarg;
-            break;
-        case 'R':
-            if (bench_parse_range(optarg, &o->range_lo, &o->range_hi) < 0)
-                bench_die(2, "smtp_load: --range: A-B with A <= B");
-            break;
-        case 'k':
-            if (bench_parse_u64(optarg, 1, MAX_RCPTS_PER_MESSAGE, &v) < 0)
-                bench_die(2, "smtp_load: --rcpts-per-message: 1 to %d", MAX_RCPTS_PER_MESSAGE);
-            o->rcpts_per_message = (unsigned)v;
-            break;
         case OPT_HELO:
             o->helo = optarg;
-            break;
-        case OPT_NO_PIPELINING:
-            o->no_pipelining = true;
             break;
         case OPT_MAX_SETUP_FAILURES:
             if (bench_parse_u64(optarg, 0, UINT32_MAX, &o->max_setup_failures) < 0)
                 bench_die(2, "smtp_load: --max-setup-failures: a number");
             break;
         default:
-            bench_cli_option(&o->cli, c, optarg);
+            if (!bench_message_option(&o->msg, o->cli.tool, c, optarg))
+                bench_cli_option(&o->cli, c, optarg);
             break;
         }
     }
     bench_cli_finish(&o->cli, argc, o->cli.host != NULL);
     if (o->per_session > 0) {
-        if (has_messages)
+        if (o->msg.has_messages)
             bench_die(2, "smtp_load: --messages or --per-session, not both");
-        o->messages = o->per_session * o->sessions;
+        o->msg.messages = o->per_session * o->msg.sessions;
     }
-    char probe[ADDR_MAX];
-    if (bench_format_pattern(probe, sizeof(probe), o->rcpt_pattern, o->range_hi) < 0)
-        bench_die(2, "smtp_load: --rcpt: at most one %%d, and short");
-    if (strpbrk(o->from, "<>\r\n ") != NULL || strpbrk(o->helo, "\r\n ") != NULL ||
-        strpbrk(o->rcpt_pattern, "<>\r\n ") != NULL)
+    bench_message_check(&o->msg, o->cli.tool);
+    if (strpbrk(o->msg.from, "<>\r\n ") != NULL || strpbrk(o->helo, "\r\n ") != NULL ||
+        strpbrk(o->msg.rcpt_pattern, "<>\r\n ") != NULL)
         bench_die(2, "smtp_load: --from, --rcpt and --helo: no spaces, angle brackets or line ends");
     bench_cli_resolve(&o->cli, &l->addr);
     snprintf(l->target, sizeof(l->target), "%s:%s", o->cli.host, o->cli.port);
@@ -364,7 +307,7 @@ static void note_error(struct load *l, const char *what, int code, const char *t
 
 static bool has_work(const struct session *s)
 {
-    return s->quota > 0 && s->load->next < s->load->opt.messages;
+    return s->quota > 0 && s->load->next < s->load->opt.msg.messages;
 }
 
 /* Takes the next message for this session (the caller checked has_work). */
@@ -374,12 +317,8 @@ static void take_message(struct session *s)
     s->msg_index = l->next++;
     s->quota--;
     s->has_message = true;
-    s->n_rcpts = l->opt.rcpts_per_message;
-    unsigned span = l->opt.range_hi - l->opt.range_lo + 1;
-    for (unsigned i = 0; i < s->n_rcpts; i++) {
-        unsigned n = l->opt.range_lo + (unsigned)(l->rcpt_cursor++ % span);
-        bench_format_pattern(s->rcpts[i], sizeof(s->rcpts[i]), l->opt.rcpt_pattern, n);
-    }
+    s->n_rcpts = l->opt.msg.rcpts_per_message;
+    bench_message_rcpts(&l->opt.msg, &l->rcpt_cursor, s->rcpts);
     s->rcpt_replies = 0;
     s->rcpt_accepted = 0;
     s->is_failed = false;
@@ -457,10 +396,10 @@ static void start_message(struct session *s)
 static void send_transaction(struct session *s)
 {
     struct load *l = s->load;
-    bool is_pipelining = s->has_pipelining && !l->opt.no_pipelining;
+    bool is_pipelining = s->has_pipelining && !l->opt.msg.no_pipelining;
     mg_conn_cork(s->conn);
     if (s->step == STEP_MAIL)
-        mg_conn_printf(s->conn, "MAIL FROM:<%s>\r\n", l->opt.from);
+        mg_conn_printf(s->conn, "MAIL FROM:<%s>\r\n", l->opt.msg.from);
     if (is_pipelining || s->step == STEP_RCPT) {
         unsigned first = is_pipelining ? 0 : s->rcpt_replies;
         unsigned last = is_pipelining ? s->n_rcpts : first + 1;
@@ -476,7 +415,7 @@ static void send_message(struct session *s)
 {
     struct load *l = s->load;
     l->msg_data++;
-    l->bytes += bench_message_send(s->conn, "smtp_load", l->opt.from, s->rcpts[0], s->msg_index, l->body,
+    l->bytes += bench_message_send(s->conn, "smtp_load", l->opt.msg.from, s->rcpts[0], s->msg_index, l->body,
                                    l->body_len);
 }
 
@@ -604,7 +543,7 @@ static void on_reply(void *ctx, int code, bool is_last, const char *text, size_t
             s->is_failed = true;
         }
         s->step = STEP_RCPT;
-        if (!(s->has_pipelining && !l->opt.no_pipelining)) {
+        if (!(s->has_pipelining && !l->opt.msg.no_pipelining)) {
             if (s->is_failed) {
                 s->step = STEP_RSET;
                 mg_conn_write_str(s->conn, "RSET\r\n");
@@ -623,12 +562,12 @@ static void on_reply(void *ctx, int code, bool is_last, const char *text, size_t
             l->rcpt_failed++;
         }
         if (s->rcpt_replies < s->n_rcpts) {
-            if (!(s->has_pipelining && !l->opt.no_pipelining))
+            if (!(s->has_pipelining && !l->opt.msg.no_pipelining))
                 send_transaction(s);
             return;
         }
         s->step = STEP_DATA;
-        if (!(s->has_pipelining && !l->opt.no_pipelining)) {
+        if (!(s->has_pipelining && !l->opt.msg.no_pipelining)) {
             if (s->rcpt_accepted == 0 || s->is_failed) {
                 s->is_failed = true;
                 s->step = STEP_RSET;
@@ -760,14 +699,14 @@ int main(int argc, char **argv)
     mg_log_set_level(MG_LOG_ERROR);
     struct load l = { 0 };
     parse_options(&l, argc, argv);
-    l.body = bench_message_body(l.opt.size, &l.body_len);
+    l.body = bench_message_body(l.opt.msg.size, &l.body_len);
     l.loop = uv_default_loop();
 
-    struct session *sessions = mg_calloc(l.opt.sessions, sizeof(*sessions));
+    struct session *sessions = mg_calloc(l.opt.msg.sessions, sizeof(*sessions));
     double cpu0 = bench_cpu_seconds();
     l.start_ns = bench_now_ns();
     l.end_ns = l.start_ns;
-    for (unsigned i = 0; i < l.opt.sessions; i++) {
+    for (unsigned i = 0; i < l.opt.msg.sessions; i++) {
         struct session *s = &sessions[i];
         s->load = &l;
         s->quota = l.opt.per_session > 0 ? l.opt.per_session : UINT64_MAX;
@@ -785,7 +724,7 @@ int main(int argc, char **argv)
     double pmax = bench_stats_percentile(&l.latency, 100) * 1000;
     double s50 = bench_stats_percentile(&l.setup, 50) * 1000;
     double s99 = bench_stats_percentile(&l.setup, 99) * 1000;
-    uint64_t unsent = l.opt.messages - l.msg_ok - l.msg_failed;
+    uint64_t unsent = l.opt.msg.messages - l.msg_ok - l.msg_failed;
     uint64_t errors = l.errors_other;
     for (unsigned i = 0; i < l.n_error_kinds; i++)
         errors += l.errors[i].count;
@@ -793,9 +732,9 @@ int main(int argc, char **argv)
         printf("smtp_load: %s (%s%s), %u sessions, %llu messages of %.0f bytes, "
                "%u recipient(s) each, %s\n",
                l.target, mode_names[l.opt.mode], l.auth_plain != NULL ? ", AUTH PLAIN" : "",
-               l.opt.sessions, (unsigned long long)l.opt.messages,
-               l.msg_data ? (double)l.bytes / (double)l.msg_data : (double)l.opt.size,
-               l.opt.rcpts_per_message,
+               l.opt.msg.sessions, (unsigned long long)l.opt.msg.messages,
+               l.msg_data ? (double)l.bytes / (double)l.msg_data : (double)l.opt.msg.size,
+               l.opt.msg.rcpts_per_message,
                l.opt.is_conn_per_message ? "one connection per message" : "connections reused");
         printf("  messages   %llu sent, %llu failed, %llu unsent (recipients: %llu ok, "
                "%llu refused)\n",
@@ -817,11 +756,11 @@ int main(int argc, char **argv)
     printf("RESULT messages=%llu sent=%llu failed=%llu unsent=%llu seconds=%.3f rate=%.1f "
            "p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f max_ms=%.3f connections=%llu "
            "setup_p50_ms=%.3f setup_p99_ms=%.3f errors=%llu client_cpu=%.2f\n",
-           (unsigned long long)l.opt.messages, (unsigned long long)l.msg_ok,
+           (unsigned long long)l.opt.msg.messages, (unsigned long long)l.msg_ok,
            (unsigned long long)l.msg_failed, (unsigned long long)unsent, secs, rate, p50, p90,
            p99, pmax, (unsigned long long)l.connections, s50, s99, (unsigned long long)errors,
            cpu);
-    bool is_all_sent = l.msg_ok == l.opt.messages;
+    bool is_all_sent = l.msg_ok == l.opt.msg.messages;
     bench_stats_free(&l.latency);
     bench_stats_free(&l.setup);
     free(sessions);
