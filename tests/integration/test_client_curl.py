@@ -154,6 +154,18 @@ class CurlClient(SystemTestCase):
         # And read back through curl.
         self.assertEqual(self.curl(self.imaps(f"Drafts;UID={uid}")), msg)
 
+    def test_big_upload_and_download(self):
+        """8 MB up (APPEND streamed to disk) and down, byte for byte."""
+        line = b"".join(b"%07d " % i + b"q" * 68 + b"\r\n" for i in range(100000))
+        msg = b"Subject: big\r\n\r\n" + line
+        path = os.path.join(self.tmp, "big.eml")
+        with open(path, "wb") as f:
+            f.write(msg)
+        self.curl(self.imaps("Archive"), "--upload-file", path)
+        self.assertEqual(self.curl(self.imaps("Archive;UID=1")), msg)
+        self.assertEqual(self.curl(self.imaps("Archive;UID=1;SECTION=TEXT;PARTIAL=7000000.77")),
+                         msg[len(b"Subject: big\r\n\r\n") + 7000000:][:77])
+
     def test_imaps_wrong_password(self):
         self.curl(self.imaps(), password="not-the-password", expect_rc=CURLE_LOGIN_DENIED)
         self.assertRegex(self.server.log(), r"login failed .*user=alice@example\.test .*reason=password")
