@@ -127,6 +127,24 @@ check("delete_message", $imap->delete_message($out{uids}[2]));
 check("expunge", $imap->expunge);
 $out{after_expunge} = [ map { $_ + 0 } sort { $a <=> $b } @{ $imap->messages } ];
 
+# IDLE: another connection appends; the idling one hears EXISTS.
+my $other = Mail::IMAPClient->new(
+    Server => 'localhost', Port => $port,
+    Ssl => [ SSL_verify_mode => SSL_VERIFY_PEER, SSL_ca_file => $ca ],
+    User => $user, Password => $pass, Uid => 1, Timeout => 60,
+) or die "second connection: $@\n";
+my $idle_tag = $imap->idle or die "idle: $@\n";
+check("append while idling", defined $other->append_string('INBOX', $data));
+my @heard;
+for (1 .. 50) {
+    my $got = $imap->idle_data(0.2);
+    push @heard, @$got if $got;
+    last if grep { /^\* \d+ EXISTS/ } @heard;
+}
+check("done", defined $imap->done($idle_tag));
+$out{idle_heard} = [ map { s/\r?\n$//r } @heard ];
+$other->logout;
+
 # Status, rename, delete.
 my @st = $imap->status('Perl/Sub', 'MESSAGES', 'UNSEEN', 'UIDNEXT');
 $out{status} = join(' ', @st);
@@ -245,6 +263,7 @@ class TestMailIMAPClient(mgtest.MgTestCase):
         self.assertEqual(out["after_move_count"], 4)
         self.assertEqual((out["append_uid"], out["append_uid2"]), (2, 3))
         self.assertEqual(out["after_expunge"], [1, 4])
+        self.assertIn("* 3 EXISTS", out["idle_heard"])
         # status() returns the transaction's lines.
         self.assertIn("* STATUS Perl/Sub (MESSAGES 3 UNSEEN 2 UIDNEXT 4)\r\n", out["status"])
         self.assertEqual(out["sub_count"], 3)
@@ -255,7 +274,8 @@ class TestMailIMAPClient(mgtest.MgTestCase):
         self.assertNotIn("Perl/Sub", out["folders_end"])
 
         # What the server holds now.
-        self.assertEqual(sorted(inbox), [1, 4])
+        self.assertEqual(sorted(inbox), [1, 4, 5])
+        self.assertEqual(inbox[5][3], append_msg)
         self.assertEqual(inbox[4][1], ["$Work", "\\Seen"])
         self.assertEqual([m[0] for m in stored["Trash"]], [1])
         self.assertIn(b"Subject: plain 1", stored["Trash"][0][3])
