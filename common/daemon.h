@@ -32,6 +32,12 @@ struct mg_daemon_info {
     const char *summary;          /* the line under "Usage:" */
     const char *const *required;  /* keys that must be set, NULL-terminated */
     const char *busy_warning;     /* logged when the grace period ends first */
+    /* --check-config: what start-up would refuse beyond the file itself
+     * (certificates and TLS policy, endpoints, routes, users), found by
+     * building what start-up builds and dropping it, so that a check that
+     * passes means a start that does not stop on the configuration.
+     * NULL: nothing beyond the file. */
+    int (*check)(const struct mg_settings *settings, char **error_r);
 };
 
 struct mg_daemon_hooks {

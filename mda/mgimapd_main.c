@@ -18,6 +18,7 @@
 #include "common/daemon.h"
 #include "common/endpoint.h"
 #include "common/log.h"
+#include "common/privileges.h"
 #include "common/sd_notify.h"
 #include "common/settings.h"
 #include "common/tls.h"
@@ -155,8 +156,7 @@ static void on_stop(void *ctx)
         d->auth_stops_after_us = true;
 }
 
-static int load_tls(struct mgimapd *d, const struct mg_settings *set, struct mg_tls_context **ctx_r,
-                    char **error_r)
+static int load_tls(const struct mg_settings *set, struct mg_tls_context **ctx_r, char **error_r)
 {
     struct mg_tls_server_options o;
     mg_tls_server_options_from_settings(&set->tls, &o);
@@ -164,7 +164,6 @@ static int load_tls(struct mgimapd *d, const struct mg_settings *set, struct mg_
      * HTTPS client pointed here by an attacker) is refused; mail clients
      * send "imap" or nothing. */
     o.alpn = "imap";
-    (void)d;
     return mg_tls_context_new_server(&o, ctx_r, error_r);
 }
 
@@ -173,7 +172,7 @@ static void on_reload(void *ctx, const struct mg_settings *fresh)
     struct mgimapd *d = ctx;
     char *error = NULL;
     struct mg_tls_context *tls = NULL;
-    if (load_tls(d, fresh, &tls, &error) != 0) {
+    if (load_tls(fresh, &tls, &error) != 0) {
         mg_log_error("mgimapd", "reload: keeping the old certificate: %s", error);
         free(error);
     } else {
@@ -198,12 +197,57 @@ static void on_reload(void *ctx, const struct mg_settings *fresh)
     }
 }
 
+/* Whether LMTP or the auth service listen on TCP (the cluster context). */
+static bool has_tcp_links(const struct mg_settings *set)
+{
+    return set->lmtp.listen.count > 0 || set->auth.listen.count > 0;
+}
+
+/* The certificates and TLS policy, the cluster certificate, where the auth
+ * service is, mgauthd's program and the users, as start-up takes them
+ * (the listen addresses are checked when the file is read). */
+static int check_config(const struct mg_settings *set, char **error_r)
+{
+    struct mg_tls_context *tls = NULL;
+    if (load_tls(set, &tls, error_r) != 0)
+        return -1;
+    mg_tls_context_unref(&tls);
+    if (has_tcp_links(set) && mg_tls_context_new_link_server(set, &tls, error_r) != 0)
+        return -1;
+    mg_tls_context_unref(&tls);
+    struct mg_endpoint auth;
+    char *error = NULL;
+    if (mg_endpoint_parse(set->auth.socket, &auth, &error) != 0) {
+        *error_r = mg_asprintf("[auth] socket: %s", error);
+        free(error);
+        return -1;
+    }
+    mg_endpoint_clear(&auth);
+    char *prog = auth_program(set);
+    if (access(prog, X_OK) != 0) {
+        *error_r = mg_asprintf("the auth service %s cannot be run: %s", prog, strerror(errno));
+        free(prog);
+        return -1;
+    }
+    free(prog);
+    uid_t uid;
+    gid_t gid;
+    if (set->mda.user[0] != '\0' &&
+        mg_privileges_lookup(set->mda.user, set->mda.group, &uid, &gid, error_r) != 0)
+        return -1;
+    if (set->auth.user[0] != '\0' &&
+        mg_privileges_lookup(set->auth.user, set->auth.group, &uid, &gid, error_r) != 0)
+        return -1;
+    return 0;
+}
+
 static const struct mg_daemon_info daemon_info = {
     .name = "mgimapd",
     .summary = "The Mailgenic MDA: IMAP (implicit TLS), LMTP delivery, mailbox storage.",
     .required = (const char *const[]){ "tls.cert_file", "tls.key_file", "mda.mail_dir",
                                        "mda.index_dir", "auth.socket", NULL },
     .busy_warning = "stopping with sessions still open",
+    .check = check_config,
 };
 
 static const struct mg_daemon_hooks daemon_hooks = {
@@ -229,11 +273,11 @@ int main(int argc, char **argv)
         mg_log_fatal("mgimapd", "%s", error);
     if (auth_link_bind(d.loop, d.settings, &d.auth_link, &error) != 0)
         mg_log_fatal("mgimapd", "%s", error);
-    if (load_tls(&d, d.settings, &d.tls, &error) != 0)
+    if (load_tls(d.settings, &d.tls, &error) != 0)
         mg_log_fatal("mgimapd", "%s", error);
     /* LMTP and the auth service over TCP: only peers with a certificate
      * of the cluster CA (docs/scale-out.md). */
-    if ((d.settings->lmtp.listen.count > 0 || d.auth_link != NULL) &&
+    if (has_tcp_links(d.settings) &&
         mg_tls_context_new_link_server(d.settings, &d.link_tls, &error) != 0)
         mg_log_fatal("mgimapd", "%s", error);
     if (mg_endpoint_parse(d.settings->auth.socket, &d.auth_endpoint, &error) != 0)

@@ -93,19 +93,59 @@ static void reload_link_tls(struct mgsmtpd *d, const struct mg_settings *fresh)
 }
 
 /* Where the MDA is: resolved once, at start (common/endpoint.h). */
-static void open_links(struct mgsmtpd *d)
+static int open_links(struct mgsmtpd *d, const struct mg_settings *set, char **error_r)
 {
-    const struct mg_settings *set = d->settings;
     const char *lmtp = set->mta.lmtp[0] != '\0' ? set->mta.lmtp : set->lmtp.socket;
     const char *auth = set->mta.auth[0] != '\0' ? set->mta.auth : set->auth.socket;
     char *error = NULL;
-    if (mg_endpoint_parse(lmtp, &d->lmtp_endpoint, &error) != 0)
-        mg_log_fatal("mgsmtpd", "[mta] lmtp: %s", error);
-    if (mg_endpoint_parse(auth, &d->auth_endpoint, &error) != 0)
-        mg_log_fatal("mgsmtpd", "[mta] auth: %s", error);
+    if (mg_endpoint_parse(lmtp, &d->lmtp_endpoint, &error) != 0) {
+        *error_r = mg_asprintf("[mta] lmtp: %s", error);
+        free(error);
+        return -1;
+    }
+    if (mg_endpoint_parse(auth, &d->auth_endpoint, &error) != 0) {
+        *error_r = mg_asprintf("[mta] auth: %s", error);
+        free(error);
+        return -1;
+    }
     /* Read while privileged, like the other keys. */
-    if (has_tcp_link(d) && mg_tls_context_new_link_client(set, &d->link_tls, &error) != 0)
-        mg_log_fatal("mgsmtpd", "%s", error);
+    if (has_tcp_link(d) && mg_tls_context_new_link_client(set, &d->link_tls, error_r) != 0)
+        return -1;
+    return 0;
+}
+
+static void close_links(struct mgsmtpd *d)
+{
+    mg_tls_context_unref(&d->link_tls);
+    mg_endpoint_clear(&d->lmtp_endpoint);
+    mg_endpoint_clear(&d->auth_endpoint);
+}
+
+/* The users are looked up when privileges are dropped, the routes, the
+ * relay host's password and the resolver when remote delivery starts. */
+static int check_config(const struct mg_settings *set, char **error_r)
+{
+    struct mgsmtpd d = { 0 };
+    if (load_tls(set, &d.tls, error_r) != 0)
+        return -1;
+    mg_tls_context_unref(&d.tls);
+    int ret = open_links(&d, set, error_r);
+    close_links(&d);
+    if (ret != 0)
+        return -1;
+    uid_t uid;
+    gid_t gid;
+    if (set->mta.user[0] != '\0' &&
+        mg_privileges_lookup(set->mta.user, set->mta.group, &uid, &gid, error_r) != 0)
+        return -1;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct remote_agent *remote = remote_agent_new(&loop, set, NULL, error_r);
+    ret = remote != NULL ? 0 : -1;
+    remote_agent_free(&remote);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    return ret;
 }
 
 static void on_reload(void *ctx, const struct mg_settings *fresh)
@@ -130,6 +170,7 @@ static const struct mg_daemon_info daemon_info = {
     .summary = "The Mailgenic MTA: SMTP (25), submission (465), queue, delivery and relay.",
     .required = (const char *const[]){ "tls.cert_file", "tls.key_file", "mta.queue_dir", NULL },
     .busy_warning = "stopping with work in progress (it stays queued)",
+    .check = check_config,
 };
 
 static const struct mg_daemon_hooks daemon_hooks = {
@@ -154,7 +195,8 @@ int main(int argc, char **argv)
         mg_log_fatal("mgsmtpd", "%s", error);
     if (load_tls(d.settings, &d.tls, &error) != 0)
         mg_log_fatal("mgsmtpd", "%s", error);
-    open_links(&d);
+    if (open_links(&d, d.settings, &error) != 0)
+        mg_log_fatal("mgsmtpd", "%s", error);
     if (geteuid() == 0 && d.settings->mta.user[0] != '\0') {
         /* mgqueue connects as our user. */
         uid_t uid;
@@ -195,9 +237,7 @@ int main(int argc, char **argv)
     control_free(&d.control);
     smtp_receive_free(&d.rx);
     mg_tls_context_unref(&d.tls);
-    mg_tls_context_unref(&d.link_tls);
-    mg_endpoint_clear(&d.lmtp_endpoint);
-    mg_endpoint_clear(&d.auth_endpoint);
+    close_links(&d);
     mg_daemon_close(&d.daemon);
     return 0;
 }
