@@ -912,6 +912,68 @@ class StrictSyntax(mgtest.MgTestCase):
         ])
         self.assert_all_parsed(min_count=40)
 
+    def test_what_mail_programs_send(self):
+        """Commands as Thunderbird, K-9, Apple Mail and Outlook send them
+        (captured shapes), answered in well-formed responses with the
+        expected content."""
+        import base64
+        c = self.client(login=False)
+        pw = self.server.password("alice").encode()
+        user = self.server.address("alice").encode()
+        # Outlook: AUTHENTICATE PLAIN without SASL-IR, then the continuation.
+        c.send("A1 AUTHENTICATE PLAIN\r\n")
+        self.assertTrue(c.read_response().startswith(b"+"))
+        c.send(base64.b64encode(b"\0" + user + b"\0" + pw) + b"\r\n")
+        _, tagged = c.read_until_tagged("A1")
+        self.assertRegex(tagged, rb"^A1 OK ")
+        c2 = self.client(login=False)
+        # A literal password (LOGIN with synchronising literals).
+        c2.send(b"L1 LOGIN {%d}\r\n" % len(user))
+        self.assertTrue(c2.read_response().startswith(b"+"))
+        c2.send(user + b" {%d}\r\n" % len(pw))
+        self.assertTrue(c2.read_response().startswith(b"+"))
+        c2.send(pw + b"\r\n")
+        _, tagged = c2.read_until_tagged("L1")
+        self.assertRegex(tagged, rb"^L1 OK ")
+        for msg in TRICKY[:5]:
+            c.append("INBOX", msg)
+        results = self.commands(c, [
+            'ID ("name" "Thunderbird" "version" "115.0")',
+            'LIST (SUBSCRIBED) "" "*" RETURN (SPECIAL-USE)',
+            'LIST "" "*" RETURN (SPECIAL-USE)',
+            'STATUS "INBOX" (HIGHESTMODSEQ)',
+            'EXAMINE "INBOX" (CONDSTORE)',
+            'SELECT "INBOX"',
+            "UID fetch 1:* (FLAGS)",
+            "UID fetch 10:* (FLAGS)",
+            "UID fetch 1:* (UID RFC822.SIZE FLAGS BODY.PEEK[HEADER.FIELDS (From To Cc Bcc Subject "
+            "Date Message-ID Priority X-Priority References Newsgroups In-Reply-To Content-Type "
+            "Reply-To)])",
+            "UID SEARCH 1:* NOT DELETED",
+            "UID FETCH 1:5 (UID INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (date subject from "
+            "content-type to cc bcc reply-to message-id references in-reply-to X-K9mail-Identity)])",
+            "UID FETCH 4 (UID RFC822.SIZE BODY.PEEK[]<0.4096>)",
+            "UID STORE 1 +FLAGS.SILENT ($Junk NonJunk)",
+            "UID STORE 2 +FLAGS (\\Seen)",
+            "UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1)",
+            "XLIST \"\" \"*\"",
+            "LIST \"\" \"%/%\"",
+            "UID SEARCH UID 2:4 SINCE 1-Jan-2000 NOT SEEN",
+            "UID EXPUNGE 99",
+        ])
+        flags = [info for kind, info in c.own if kind == "*" and info[0] == b"FETCH"]
+        uid10 = results["UID fetch 10:* (FLAGS)"][0]
+        # 10:* with 5 messages is 5:10 in effect: the last message (RFC 3501 6.4.8).
+        self.assertEqual(len(uid10), 1, uid10)
+        self.assertIn(b"UID 5", uid10[0])
+        tagged = {cmd: t for cmd, (u, t) in results.items()}
+        self.assertRegex(tagged['STATUS "INBOX" (HIGHESTMODSEQ)'], rb"^\S+ BAD ")
+        self.assertRegex(tagged["XLIST \"\" \"*\""], rb"^\S+ BAD ")
+        self.assertRegex(tagged["UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1)"], rb"^\S+ BAD ")
+        untagged = results["UID SEARCH UID 2:4 SINCE 1-Jan-2000 NOT SEEN"][0]
+        self.assertEqual(untagged, [b"* SEARCH 3 4"])
+        self.assertTrue(flags)
+
     def test_append_and_idle(self):
         c = self.client()
         c.ok("SELECT INBOX")
