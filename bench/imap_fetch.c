@@ -124,7 +124,8 @@ static void parse_options(struct client *c, int argc, char **argv)
     };
     int ch;
     uint64_t v;
-    while ((ch = getopt_long(argc, argv, BENCH_CLI_SHORT BENCH_CLI_LOGIN_SHORT "m:i:r:", longopts, NULL)) != -1) {
+    const char *shortopts = BENCH_CLI_SHORT BENCH_CLI_LOGIN_SHORT "m:i:r:";
+    while ((ch = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
         switch (ch) {
         case 'm':
             o->mailbox = optarg;

@@ -137,7 +137,8 @@ static void parse_options(struct bench *b, int argc, char **argv)
     };
     int ch;
     uint64_t v;
-    while ((ch = getopt_long(argc, argv, BENCH_CLI_SHORT BENCH_CLI_LOGIN_SHORT "R:n:C:m:t:", longopts, NULL)) != -1) {
+    const char *shortopts = BENCH_CLI_SHORT BENCH_CLI_LOGIN_SHORT "R:n:C:m:t:";
+    while ((ch = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
         switch (ch) {
         case 'R':
             if (bench_parse_range(optarg, &o->range_lo, &o->range_hi) < 0)
@@ -301,7 +302,8 @@ static void on_response(void *ctx, const char *head, size_t len, uint64_t size)
             return;
         }
         d->has_greeting = true;
-        send_command(d, b->opt.cli.is_starttls && d->step == STEP_CONNECT ? STEP_STARTTLS : STEP_LOGIN);
+        bool is_starttls = b->opt.cli.is_starttls && d->step == STEP_CONNECT;
+        send_command(d, is_starttls ? STEP_STARTTLS : STEP_LOGIN);
         return;
     }
     if (len >= 1 && head[0] == '*') {

@@ -120,7 +120,8 @@ static void parse_options(struct load *l, int argc, char **argv)
         { NULL, 0, NULL, 0 },
     };
     int c;
-    while ((c = getopt_long(argc, argv, BENCH_CLI_SHORT BENCH_MESSAGE_SHORT "u:", longopts, NULL)) != -1) {
+    const char *shortopts = BENCH_CLI_SHORT BENCH_MESSAGE_SHORT "u:";
+    while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
         switch (c) {
         case 'u':
             o->unix_path = optarg;
@@ -207,8 +208,8 @@ static void send_transaction(struct session *s)
 static void send_message(struct session *s)
 {
     struct load *l = s->load;
-    l->bytes += bench_message_send(s->conn, "lmtp_load", l->opt.msg.from, s->rcpts[0], s->msg_index, l->body,
-                                   l->body_len);
+    l->bytes += bench_message_send(s->conn, "lmtp_load", l->opt.msg.from, s->rcpts[0],
+                                   s->msg_index, l->body, l->body_len);
 }
 
 static void finish_message(struct session *s)

@@ -208,8 +208,8 @@ static void parse_options(struct load *l, int argc, char **argv)
         { NULL, 0, NULL, 0 },
     };
     int c;
-    while ((c = getopt_long(argc, argv, BENCH_CLI_SHORT BENCH_MESSAGE_SHORT "m:a:M:", longopts, NULL)) !=
-           -1) {
+    const char *shortopts = BENCH_CLI_SHORT BENCH_MESSAGE_SHORT "m:a:M:";
+    while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
         switch (c) {
         case 'm':
             if (strcmp(optarg, "plain") == 0)
@@ -415,8 +415,8 @@ static void send_message(struct session *s)
 {
     struct load *l = s->load;
     l->msg_data++;
-    l->bytes += bench_message_send(s->conn, "smtp_load", l->opt.msg.from, s->rcpts[0], s->msg_index, l->body,
-                                   l->body_len);
+    l->bytes += bench_message_send(s->conn, "smtp_load", l->opt.msg.from, s->rcpts[0],
+                                   s->msg_index, l->body, l->body_len);
 }
 
 /* Ready for MAIL FROM: the set-up is over. */
@@ -625,7 +625,8 @@ static void on_connect(struct mg_conn *conn, int status)
     s->step = STEP_GREETING;
     if (s->load->opt.mode == MODE_TLS) {
         s->is_tls_on = true;
-        mg_conn_start_tls_client(conn, s->load->tls, s->load->opt.cli.host, s->load->opt.cli.timeout_ms);
+        const struct bench_cli *cli = &s->load->opt.cli;
+        mg_conn_start_tls_client(conn, s->load->tls, cli->host, cli->timeout_ms);
     }
 }
 

@@ -215,7 +215,8 @@ static struct lmtp_link *link_new(struct local_agent *a)
         a->links->prev = l;
     a->links = l;
     a->n_links++;
-    l->cc.conn = mg_endpoint_connect(a->endpoint, a->loop, LOCAL_CONNECT_TIMEOUT_MS, &link_conn_cb, &l->cc);
+    l->cc.conn =
+        mg_endpoint_connect(a->endpoint, a->loop, LOCAL_CONNECT_TIMEOUT_MS, &link_conn_cb, &l->cc);
     return l;
 }
 
