@@ -649,24 +649,29 @@ static int write_all(int fd, const char *p, size_t left)
 
 int imap_session_write_crlf(int fd, const char *p, size_t len, bool *is_after_cr, bool is_end)
 {
-    size_t start = 0;
+    /* CR LF pairs stay in the run being copied: a message that is CR LF
+     * already is written as it came, one write per chunk. */
+    size_t start = 0, i = 0;
     int ret = 0;
-    for (size_t i = 0; i < len && ret == 0; i++) {
-        char c = p[i];
-        if (*is_after_cr) {
-            *is_after_cr = false;
-            ret = write_all(fd, "\r\n", 2); /* the CR's line end, or a bare CR's */
-            start = i;
-            if (c == '\n') {
-                start = i + 1;
+    if (*is_after_cr && len > 0) {
+        *is_after_cr = false;
+        ret = write_all(fd, "\r\n", 2); /* that CR's line end, or a bare CR's */
+        if (p[0] == '\n')
+            start = i = 1;
+    }
+    for (; i < len && ret == 0; i++) {
+        if (p[i] == '\r') {
+            if (i + 1 < len && p[i + 1] == '\n') {
+                i++;
                 continue;
             }
-        }
-        if (c == '\r') {
             ret = write_all(fd, p + start, i - start);
-            *is_after_cr = true;
             start = i + 1;
-        } else if (c == '\n') {
+            if (i + 1 == len)
+                *is_after_cr = true; /* the next chunk tells */
+            else if (ret == 0)
+                ret = write_all(fd, "\r\n", 2);
+        } else if (p[i] == '\n') {
             ret = write_all(fd, p + start, i - start);
             if (ret == 0)
                 ret = write_all(fd, "\r\n", 2);

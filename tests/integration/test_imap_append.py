@@ -109,6 +109,25 @@ class TestAppend(mgtest.MgTestCase):
             self.assertEqual(int(items[b"BODYSTRUCTURE"][6]), len(want_body))
             self.assertEqual(int(items[b"BODYSTRUCTURE"][7]), want_body.count(b"\n"))
 
+    def test_append_crlf_across_reads(self):
+        """A CR at the end of one read and its LF (or not) at the start of
+        the next: the pieces are sent apart so the server reads them apart."""
+        c = self.raw()
+        pieces = [b"Subject: split\r", b"\n\r", b"\nline\r", b"bare cr\r", b"\r\n", b"end\r"]
+        msg = b"".join(pieces)
+        tag = c.next_tag()
+        c.send(f"{tag} APPEND INBOX {{{len(msg)}+}}\r\n")
+        for piece in pieces:
+            c.send(piece)
+            time.sleep(0.05)
+        c.send(b"\r\n")
+        _, tagged = c.read_until_tagged(tag)
+        self.assertRegex(tagged, rb"OK \[APPENDUID")
+        c.ok("EXAMINE INBOX")
+        untagged, _ = c.ok("FETCH 1 BODY.PEEK[]")
+        self.assertEqual(fetch_items(untagged[0])[1][b"BODY[]"],
+                         b"Subject: split\r\n\r\nline\r\nbare cr\r\n\r\nend\r\n")
+
     def test_append_errors(self):
         c = self.raw()
         msg = crlf("Subject: e\n\ne\n")
