@@ -6,12 +6,19 @@
  * flush of latency, and concurrent deliveries share the index log's flush
  * (Berkeley DB's group commit) and a folder's directory flush:
  *
- *   1. write tmp/<base> (not synced yet) and start its fdatasync;
- *   2. parse the message from memory (ENVELOPE, BODYSTRUCTURE) meanwhile;
+ *   1. write tmp/<base> (not synced yet);
+ *   2. parse the message from memory (ENVELOPE, BODYSTRUCTURE);
  *   3. in a transaction: allocate the UID, write the records and a 'P'
  *      record, rename the file to new/<base>,C=<crc32c>,S=<size>,U=<uid>,
- *      start the fsync of new/, commit (the log flush);
+ *      start the fdatasync of the file and the fsync of new/, commit (the
+ *      log flush);
  *   4. wait for the two syncs; only then the caller answers 250.
+ *
+ * The file's sync starts after the rename, not before: on ext4 without a
+ * journal, the first fsync of a new file also writes out the directory
+ * that holds it (ext4_sync_parent). After the rename that is new/, which
+ * has to reach the disk anyway; before it, tmp/ was written out for
+ * nothing, about 1.4 synchronous disk writes more per delivery.
  *
  * The rename can reach the disk before the file's data. Until the 'P'
  * record goes (in a later write, once the file is known to be durable), a
@@ -91,7 +98,7 @@ static char *tmp_path(const struct deliver_job *j)
 
 /* Writes the file into tmp/ and leaves it open in j->fd. A message from
  * the spool file is synced here; one from memory is synced in the pool
- * while the rest of the delivery goes on. */
+ * once it is renamed (deliver_before_commit). */
 static int deliver_write_tmp(struct deliver_job *j)
 {
     maildir_new_base(j->tmp_base);
@@ -126,10 +133,6 @@ static int deliver_write_tmp(struct deliver_job *j)
         return r;
     }
     j->fd = fd;
-    if (j->is_checked) {
-        fsync_pool_datasync(j->job.store->syncer, &j->file_sync, fd);
-        j->is_file_sync_started = true;
-    }
     free(path);
     return 0;
 }
@@ -183,8 +186,8 @@ static int deliver_body(DB_TXN *txn, void *ctx)
 
 /* The file takes its final name while the transaction holds the user's
  * records: a verification (which takes them too) never sees it renamed
- * and unknown. The directory's sync starts now and runs while the commit
- * flushes the log. */
+ * and unknown. The file's and the directory's syncs start now and run
+ * while the commit flushes the log. */
 static int deliver_before_commit(void *ctx)
 {
     struct deliver_job *j = ctx;
@@ -196,6 +199,10 @@ static int deliver_before_commit(void *ctx)
     if (r != 0)
         return r;
     j->is_renamed = true;
+    if (j->is_checked) {
+        fsync_pool_datasync(j->job.store->syncer, &j->file_sync, j->fd);
+        j->is_file_sync_started = true;
+    }
     fsync_pool_dirsync(j->job.store->syncer, &j->dir_sync, j->new_dir);
     j->is_dir_sync_started = true;
     return 0;
@@ -231,7 +238,6 @@ static void deliver_work(struct store_job *job)
                             strerror(-r));
         return;
     }
-    /* While the file's data goes to the disk. */
     if (j->msg != NULL) {
         store_compute_cache_mem(j->msg, j->msg_len, &j->cache, j->cache_off, j->cache_len);
         j->checksum = maildir_checksum(0, j->msg, j->msg_len);
