@@ -19,7 +19,7 @@
 #include "common/tls.h"
 #include "common/log.h"
 #include "common/settings.h"
-#include "common/strmap.h"
+#include "common/resolve_cache.h"
 #include "common/unique_id.h"
 #include "lmtp/smtp_server.h"
 #include "mda/store/store.h"
@@ -29,13 +29,8 @@
 #define LMTP_MEMORY_MAX (1024 * 1024)
 /* RFC 5321 4.5.3.2.7: the server waits at least 5 minutes for commands. */
 #define LMTP_IDLE_TIMEOUT_MS (10 * 60 * 1000)
-/* Recipients resolved in the last seconds are not asked for again: an MTA
- * delivering a burst sends the same addresses over and over, and each
- * question is a round trip through the auth service. Only answers that
- * lead to delivery are kept, so a user created meanwhile is never refused;
- * a user disabled, deleted or given another quota meanwhile is served as
- * before for at most this long, as if the message had come a moment
- * earlier. */
+/* Recipients resolved in the last seconds are not asked for again
+ * (common/resolve_cache.h). */
 #define LMTP_RCPT_CACHE_MS 5000
 #define LMTP_RCPT_CACHE_MAX 10000
 
@@ -54,16 +49,8 @@ struct lmtp_delivery {
     unsigned n_sessions;
     char *spool_dir;
     struct smtp_server_settings smtp;
-    struct mg_strmap *rcpt_cache;  /* address -> struct lmtp_rcpt_cached */
+    struct mg_resolve_cache *rcpt_cache;
     bool is_stopping;
-};
-
-/* A recent resolution that led to delivery (LMTP_RCPT_CACHE_MS). */
-struct lmtp_rcpt_cached {
-    uint64_t expires_ms;
-    size_t n_targets;
-    char **targets;
-    uint64_t *quotas;
 };
 
 struct lmtp_session {
@@ -177,63 +164,6 @@ static void rcpt_data_free(struct lmtp_rcpt_data *r)
 
 static void rcpt_answer(struct lmtp_rcpt_data *r, const struct mg_auth_resolve_result *res);
 
-static void rcpt_cached_free(struct lmtp_rcpt_cached *c)
-{
-    for (size_t i = 0; i < c->n_targets; i++)
-        free(c->targets[i]);
-    free(c->targets);
-    free(c->quotas);
-    free(c);
-}
-
-static int rcpt_cache_drop_cb(const char *key, void *value, void *ctx)
-{
-    (void)key;
-    uint64_t now = *(const uint64_t *)ctx;
-    struct lmtp_rcpt_cached *c = value;
-    if (c->expires_ms > now)
-        return 0;
-    rcpt_cached_free(c);
-    return 1;
-}
-
-/* The fresh entry for address, or NULL. */
-static struct lmtp_rcpt_cached *rcpt_cache_get(struct lmtp_delivery *lmtp, const char *address)
-{
-    struct lmtp_rcpt_cached *c = mg_strmap_get(lmtp->rcpt_cache, address);
-    if (c == NULL)
-        return NULL;
-    if (c->expires_ms <= uv_now(lmtp->loop)) {
-        mg_strmap_remove(lmtp->rcpt_cache, address);
-        rcpt_cached_free(c);
-        return NULL;
-    }
-    return c;
-}
-
-static void rcpt_cache_put(struct lmtp_delivery *lmtp, const char *address,
-                           const struct lmtp_rcpt_data *r)
-{
-    uint64_t now = uv_now(lmtp->loop);
-    if (mg_strmap_count(lmtp->rcpt_cache) >= LMTP_RCPT_CACHE_MAX) {
-        mg_strmap_foreach(lmtp->rcpt_cache, rcpt_cache_drop_cb, &now);
-        if (mg_strmap_count(lmtp->rcpt_cache) >= LMTP_RCPT_CACHE_MAX)
-            return;
-    }
-    struct lmtp_rcpt_cached *c = mg_calloc(1, sizeof(*c));
-    c->expires_ms = now + LMTP_RCPT_CACHE_MS;
-    c->n_targets = r->n_targets;
-    c->targets = mg_calloc(r->n_targets, sizeof(char *));
-    c->quotas = mg_calloc(r->n_targets, sizeof(uint64_t));
-    for (size_t i = 0; i < r->n_targets; i++) {
-        c->targets[i] = mg_strdup(r->targets[i]);
-        c->quotas[i] = r->quotas[i];
-    }
-    struct lmtp_rcpt_cached *old = mg_strmap_set(lmtp->rcpt_cache, address, c);
-    if (old != NULL)
-        rcpt_cached_free(old);
-}
-
 static void rcpt_resolved(const struct mg_auth_resolve_result *res, void *ctx)
 {
     struct lmtp_rcpt_data *r = ctx;
@@ -292,10 +222,11 @@ static void rcpt_answer(struct lmtp_rcpt_data *r, const struct mg_auth_resolve_r
             smtp_server_reply_send(reply, 550, "5.1.1", "User unknown");
         return;
     }
-    /* Kept only when every target takes mail: a refusal, even of one
-     * alias target, is decided again next time. */
-    if (disabled == 0 && local == res->count)
-        rcpt_cache_put(r->session->owner, r->rcpt->address, r);
+    /* Kept only when every target is a mailbox: a remote one is decided
+     * (and logged) again next time. */
+    if (local == res->count)
+        mg_resolve_cache_put(r->session->owner->rcpt_cache, uv_now(r->session->owner->loop),
+                             r->rcpt->address, res);
     smtp_server_reply_send(reply, 250, "2.1.5", "Ok");
 }
 
@@ -310,16 +241,10 @@ static void hook_rcpt_to(struct smtp_server *server, struct smtp_server_reply *r
     r->rcpt = rcpt;
     r->reply = reply;
     rcpt->data = r;
-    struct lmtp_rcpt_cached *c = rcpt_cache_get(s->owner, rcpt->address);
-    if (c != NULL) {
-        r->targets = mg_calloc(c->n_targets, sizeof(char *));
-        r->quotas = mg_calloc(c->n_targets, sizeof(uint64_t));
-        for (size_t i = 0; i < c->n_targets; i++) {
-            r->targets[i] = mg_strdup(c->targets[i]);
-            r->quotas[i] = c->quotas[i];
-        }
-        r->n_targets = c->n_targets;
-        smtp_server_reply_send(reply, 250, "2.1.5", "Ok");
+    struct mg_auth_resolve_result cached;
+    if (mg_resolve_cache_get(s->owner->rcpt_cache, uv_now(s->owner->loop), rcpt->address,
+                             &cached)) {
+        rcpt_answer(r, &cached);
         return;
     }
     session_ref(s);
@@ -701,7 +626,7 @@ int lmtp_delivery_bind(uv_loop_t *loop, const struct mg_settings *settings,
     ss->offer_chunking = true;
     ss->offer_smtputf8 = true;
     ss->offer_dsn = true;
-    lmtp->rcpt_cache = mg_strmap_new();
+    lmtp->rcpt_cache = mg_resolve_cache_new(LMTP_RCPT_CACHE_MS, LMTP_RCPT_CACHE_MAX);
     *lmtp_r = lmtp;
     return 0;
 }
@@ -767,20 +692,11 @@ unsigned lmtp_delivery_session_count(const struct lmtp_delivery *lmtp)
     return lmtp->n_sessions;
 }
 
-static int rcpt_cache_free_cb(const char *key, void *value, void *ctx)
-{
-    (void)key;
-    (void)ctx;
-    rcpt_cached_free(value);
-    return 1;
-}
-
 void lmtp_delivery_free(struct lmtp_delivery **lmtp)
 {
     if (*lmtp == NULL)
         return;
-    mg_strmap_foreach((*lmtp)->rcpt_cache, rcpt_cache_free_cb, NULL);
-    mg_strmap_free(&(*lmtp)->rcpt_cache);
+    mg_resolve_cache_free(&(*lmtp)->rcpt_cache);
     free((*lmtp)->spool_dir);
     free(*lmtp);
     *lmtp = NULL;

@@ -17,6 +17,7 @@
 #include "common/ip_limiter.h"
 #include "common/listener.h"
 #include "common/log.h"
+#include "common/resolve_cache.h"
 #include "common/settings.h"
 #include "common/tls.h"
 #include "common/unique_id.h"
@@ -28,6 +29,10 @@
  * to this size; a longer header is passed on as it is. */
 #define RX_HEADER_HOLD_MAX (256 * 1024)
 #define RX_AUTH_FAILURE_WINDOW_MS (10 * 60 * 1000)
+/* Recipients resolved in the last seconds are not asked for again
+ * (common/resolve_cache.h): mail for a busy mailbox comes in bursts. */
+#define RX_RCPT_CACHE_MS 5000
+#define RX_RCPT_CACHE_MAX 10000
 
 struct rx_session;
 
@@ -36,6 +41,7 @@ struct smtp_receive {
     const struct mg_settings *settings;
     struct queue *queue;
     struct mg_auth_client *auth;
+    struct mg_resolve_cache *rcpt_cache;
     struct mg_tls_context *tls;
     struct mg_listener listeners[RX_LISTENERS_MAX];
     int kinds[RX_LISTENERS_MAX];
@@ -427,6 +433,10 @@ static void rcpt_check(struct rx_rcpt *r, const struct mg_auth_resolve_result *r
             rcpt_refuse(r, 550, "5.1.1", "User unknown");
         return;
     }
+    /* res answers the address itself unless a bare postmaster was asked
+     * about (under another name). */
+    if (r->postmaster_domain == NULL)
+        mg_resolve_cache_put(s->rx->rcpt_cache, uv_now(s->rx->loop), r->rcpt->address, res);
     smtp_server_reply_send(r->reply, 250, "2.1.5", "Ok");
 }
 
@@ -446,6 +456,11 @@ static void hook_rcpt_to(struct smtp_server *server, struct smtp_server_reply *r
     if (strchr(rcpt->address, '@') == NULL) {
         r->postmaster_domain = s->rx->settings->hostname;
         rcpt_resolve_postmaster(r);
+        return;
+    }
+    struct mg_auth_resolve_result cached;
+    if (mg_resolve_cache_get(s->rx->rcpt_cache, uv_now(s->rx->loop), rcpt->address, &cached)) {
+        rcpt_check(r, &cached);
         return;
     }
     rcpt_resolve(r, rcpt->address);
@@ -928,6 +943,7 @@ void smtp_receive_start(struct smtp_receive *rx, struct queue *queue, struct mg_
 {
     rx->queue = queue;
     rx->auth = auth;
+    rx->rcpt_cache = mg_resolve_cache_new(RX_RCPT_CACHE_MS, RX_RCPT_CACHE_MAX);
     rx->tls = tls;
     for (size_t i = 0; i < rx->n_listeners; i++) {
         int r = mg_listener_start(&rx->listeners[i], on_connection);
@@ -975,6 +991,7 @@ void smtp_receive_free(struct smtp_receive **rx)
     if (*rx == NULL)
         return;
     mg_ip_limiter_free(&(*rx)->limiter);
+    mg_resolve_cache_free(&(*rx)->rcpt_cache);
     free(*rx);
     *rx = NULL;
 }
