@@ -244,6 +244,11 @@ bool smtp_server_wants_input(const struct smtp_server *server)
            server->state != SMTP_SERVER_STATE_CLOSED;
 }
 
+bool smtp_server_is_answer_pending(const struct smtp_server *server)
+{
+    return server->pending != NULL && server->state != SMTP_SERVER_STATE_CLOSED;
+}
+
 void smtp_server_feed(struct smtp_server *server, struct mg_buf *in)
 {
     /* From inside a hook: the outer call is walking the buffer and goes on

@@ -219,6 +219,8 @@ void smtp_server_free(struct smtp_server **server);
 void smtp_server_feed(struct smtp_server *server, struct mg_buf *in);
 /* Whether the engine can take input now (no answer pending, not closing). */
 bool smtp_server_wants_input(const struct smtp_server *server);
+/* Whether a hook's answer is awaited (an open session only). */
+bool smtp_server_is_answer_pending(const struct smtp_server *server);
 
 /* The transport became TLS (after start_tls, once the handshake is done):
  * the session resets to the greeting state, as RFC 3207 requires. */

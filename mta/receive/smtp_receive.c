@@ -60,6 +60,7 @@ struct rx_session {
     struct mg_conn *conn;
     struct smtp_server *smtp;
     int refcount;
+    bool is_output_held;    /* conn corked while an answer is pending */
     char id[MG_SESSION_ID_LEN + 1];
     char ip[64];
     char *auth_user;
@@ -717,6 +718,23 @@ static const struct smtp_server_hooks rx_hooks = {
 
 /* ---- transport ---- */
 
+/* Replies wait while a hook's answer is pending, so that pipelined
+ * commands get theirs in one write: MAIL's 250 goes out with RCPT's and
+ * DATA's once the recipient is looked up, not alone before. RFC 2920
+ * lets a server buffer replies as long as it does not wait for the client
+ * meanwhile; here it waits only for its own answer, which releases them. */
+static void output_hold_update(struct rx_session *s)
+{
+    bool hold = s->conn != NULL && s->smtp != NULL && smtp_server_is_answer_pending(s->smtp);
+    if (hold == s->is_output_held || s->conn == NULL)
+        return;
+    s->is_output_held = hold;
+    if (hold)
+        mg_conn_cork(s->conn);
+    else
+        mg_conn_uncork(s->conn);
+}
+
 static void io_write(void *io_ctx, const void *data, size_t len)
 {
     struct rx_session *s = io_ctx;
@@ -736,6 +754,7 @@ static void io_resume(void *io_ctx)
     struct rx_session *s = io_ctx;
     if (s->conn != NULL && s->smtp != NULL)
         smtp_server_feed(s->smtp, mg_conn_input(s->conn));
+    output_hold_update(s);
 }
 
 static void io_close(void *io_ctx)
@@ -757,6 +776,7 @@ static void conn_on_read(struct mg_conn *conn)
     struct rx_session *s = mg_conn_data(conn);
     if (s->smtp != NULL)
         smtp_server_feed(s->smtp, mg_conn_input(conn));
+    output_hold_update(s);
 }
 
 static void session_begin(struct rx_session *s)
