@@ -337,7 +337,7 @@ class TestFetchNul(FetchCase):
 
 class TestVectors(FetchCase):
     def test_bodystructure_vectors_appended(self):
-        """APPEND stores the bytes unchanged: BODY and BODYSTRUCTURE must be
+        """APPEND stores CR LF messages unchanged: BODY and BODYSTRUCTURE must be
         Dovecot's strings exactly (the vectors count sizes as CRLF)."""
         # (imap-bodystructure-normalize.json turns BODY strings into
         # BODYSTRUCTURE ones without the message: not a parse vector.)
