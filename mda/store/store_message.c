@@ -513,22 +513,34 @@ static int copy_before_commit(void *ctx)
     return 0;
 }
 
+/* The folder of mailbox_id, its name read in a transaction of its own:
+ * NULL with the job's error set (gone: what to say) when the mailbox no
+ * longer exists. */
+static char *job_folder(struct store_job *job, struct store_user *user, uint32_t mailbox_id,
+                        const char *gone)
+{
+    DB_TXN *txn;
+    char *name = NULL;
+    if (index_txn_begin(job->store->index, true, &txn) == 0) {
+        index_get_mailbox_name(user->iu->db, txn, mailbox_id, &name);
+        index_txn_commit(txn, false);
+    }
+    if (name == NULL) {
+        store_job_set_error(job, STORE_ERR_NOT_FOUND, "%s", gone);
+        return NULL;
+    }
+    char *folder = store_folder_path(user->root, name);
+    free(name);
+    return folder;
+}
+
 static void copy_work(struct store_job *job)
 {
     struct copy_job *j = (struct copy_job *)job;
-    DB_TXN *txn;
-    char *src_name = NULL;
-    if (index_txn_begin(job->store->index, true, &txn) == 0) {
-        index_get_mailbox_name(j->user->iu->db, txn, j->src_id, &src_name);
-        index_txn_commit(txn, false);
-    }
-    if (src_name == NULL) {
-        store_job_set_error(job, STORE_ERR_NOT_FOUND, "source mailbox is gone");
+    j->src_folder = job_folder(job, j->user, j->src_id, "source mailbox is gone");
+    if (j->src_folder == NULL)
         return;
-    }
-    j->src_folder = store_folder_path(j->user->root, src_name);
     j->dst_folder = store_folder_path(j->user->root, j->dst);
-    free(src_name);
     int r = store_txn_run(job->store, true, copy_body, copy_before_commit, j);
     if (r != 0) {
         int status = r < 0 && r >= STORE_ERR_LIMIT ? r : store_status_from_db(r);
@@ -692,18 +704,9 @@ static int flags_before_commit(void *ctx)
 static void flags_work(struct store_job *job)
 {
     struct flags_job *j = (struct flags_job *)job;
-    DB_TXN *txn;
-    char *name = NULL;
-    if (index_txn_begin(job->store->index, true, &txn) == 0) {
-        index_get_mailbox_name(j->user->iu->db, txn, j->mailbox_id, &name);
-        index_txn_commit(txn, false);
-    }
-    if (name == NULL) {
-        store_job_set_error(job, STORE_ERR_NOT_FOUND, "mailbox is gone");
+    j->folder = job_folder(job, j->user, j->mailbox_id, "mailbox is gone");
+    if (j->folder == NULL)
         return;
-    }
-    j->folder = store_folder_path(j->user->root, name);
-    free(name);
     /* Flag changes are frequent and cheap to lose in a power cut: no
      * fsync (the log still reaches the OS, so a daemon crash loses none). */
     int r = store_txn_run(job->store, false, flags_body, flags_before_commit, j);
@@ -841,18 +844,9 @@ static int expunge_before_commit(void *ctx)
 static void expunge_work(struct store_job *job)
 {
     struct expunge_job *j = (struct expunge_job *)job;
-    DB_TXN *txn;
-    char *name = NULL;
-    if (index_txn_begin(job->store->index, true, &txn) == 0) {
-        index_get_mailbox_name(j->user->iu->db, txn, j->mailbox_id, &name);
-        index_txn_commit(txn, false);
-    }
-    if (name == NULL) {
-        store_job_set_error(job, STORE_ERR_NOT_FOUND, "mailbox is gone");
+    j->folder = job_folder(job, j->user, j->mailbox_id, "mailbox is gone");
+    if (j->folder == NULL)
         return;
-    }
-    j->folder = store_folder_path(j->user->root, name);
-    free(name);
     int r = store_txn_run(job->store, true, expunge_body, expunge_before_commit, j);
     if (r != 0) {
         store_job_set_error(job, store_status_from_db(r), "%s", status_text(store_status_from_db(r)));
