@@ -220,6 +220,31 @@ class CurlClient(SystemTestCase):
         self.check_delivered(msg2, 2)
         self.assertIn("login session=", self.server.smtpd_log()[len(log):] or log)
 
+    def test_port_25_starttls(self):
+        """Mail from another server: port 25, STARTTLS required by curl
+        (--ssl-reqd), no AUTH; local recipients only."""
+        msg = (b"From: someone@remote.test\r\nTo: bob@example.test\r\nSubject: mx\r\n"
+               b"Date: Mon, 7 Feb 1994 21:52:25 -0800\r\nMessage-ID: <mx@remote.test>\r\n\r\n"
+               b".dot\r\nbody\r\n")
+        path = os.path.join(self.tmp, "mx.eml")
+        with open(path, "wb") as f:
+            f.write(msg)
+        argv = [CURL, "-sS", "--cacert", self.server.cert, "--ssl-reqd",
+                f"smtp://localhost:{self.server.smtp_port}", "--mail-from", "someone@remote.test",
+                "--upload-file", path]
+        r = subprocess.run(argv + ["--mail-rcpt", "bob@example.test"], capture_output=True,
+                           text=True, timeout=90)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.server.wait_delivered("bob", 1), 1)
+        raw = self.server.fetch_all("bob")[0]
+        self.assertTrue(raw.endswith(msg), raw)
+        self.assertRegex(raw, rb"\r\n\tby [^\r]+ \(Mailgenic\) with ESMTPS id [0-9A-Z]{16}\r\n")
+        # Not a relay.
+        r = subprocess.run(argv + ["--mail-rcpt", "someone@elsewhere.test"], capture_output=True,
+                           text=True, timeout=90)
+        self.assertEqual(r.returncode, CURLE_SEND_ERROR, r.stderr)
+        self.assertRegex(r.stderr, r"RCPT failed: 55\d")
+
     def test_smtps_refusals(self):
         msg = b"From: alice@example.test\r\nSubject: x\r\n\r\nx\r\n"
         self.submit(msg, password="wrong", expect_rc=CURLE_LOGIN_DENIED)
