@@ -220,6 +220,15 @@ class DoubleBounce(SystemTestCase):
         self.server.start_imapd()
         return qid
 
+    def test_to_the_default_postmaster(self):
+        # No alias: postmaster@example.test is the oldest enabled user,
+        # carol once alice and bob are disabled.
+        self.both_fail()
+        self.assertEqual(self.server.wait_delivered("carol", 1, timeout=20), 1)
+        report = parse(self.server.fetch_all("carol")[0])
+        self.assertEqual(report["To"], f"postmaster@{HOSTNAME}")
+        self.assertTrue(self.server.wait_queue_empty())
+
     def test_to_the_postmaster(self):
         self.server.mgadm("alias", "add", "postmaster@example.test", "carol@example.test")
         self.both_fail()
@@ -245,9 +254,10 @@ class DoubleBounce(SystemTestCase):
         self.assertEqual(self.server.queue_files(), [])
 
     def test_no_postmaster_at_all(self):
-        # Neither postmaster@mail.example.test nor postmaster@example.test
-        # exists: the double bounce fails locally and is dropped, it is
-        # never sent elsewhere.
+        # postmaster@example.test reaches nobody (no alias, and no enabled
+        # user to default to once carol is disabled too): the double bounce
+        # fails locally and is dropped, it is never sent elsewhere.
+        self.server.mgadm("user", "disable", "carol@example.test")
         self.both_fail()
         self.assertIsNotNone(self.server.wait_smtpd_log(r"double bounce dropped", timeout=20))
         self.assertTrue(self.server.wait_queue_empty())
