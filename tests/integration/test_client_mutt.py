@@ -4,15 +4,21 @@ through mgsmtpd's submission port (smtp_url smtps://, AUTH) with its copy
 saved over IMAPS into Sent (record = imaps://.../Sent, an APPEND), both
 trusting the test certificate (ssl_ca_certificates_file). The recipient
 gets exactly what mutt wrote (after the trace fields), Bcc recipients get
-a copy without a Bcc field, and the Sent copy is the same message."""
+a copy without a Bcc field, and the Sent copy is the same message. And
+mutt reading over IMAPS on a terminal (a pty, keys typed as a user
+would): tag by pattern, save to another folder, sync, flag."""
 import os
+import pty
 import re
+import select
 import shutil
+import signal
 import subprocess
+import time
 import unittest
 
 from mgsystem import HOSTNAME, SystemTestCase, main
-from mgtest import fetch_items
+from mgtest import fetch_items, make_message
 
 MUTT = shutil.which("mutt")
 
@@ -28,7 +34,7 @@ TRACE_RE = re.compile(
 class TestMutt(SystemTestCase):
     users = ["alice", "bob", "carol"]
 
-    def mutt(self, *args, body=b"", password=None, expect_ok=True):
+    def write_rc(self, password=None):
         home = os.path.join(self.tmp, "home")
         os.makedirs(home, exist_ok=True)
         rc = os.path.join(home, "muttrc")
@@ -49,8 +55,18 @@ set copy = yes
 set spoolfile = ""
 set charset = "utf-8"
 set send_charset = "us-ascii:utf-8"
+set confirmappend = no
+set delete = yes
+set move = no
+set mark_old = no
+set sleep_time = 0
+set wait_key = no
 """)
         os.chmod(rc, 0o600)
+        return home, rc
+
+    def mutt(self, *args, body=b"", password=None, expect_ok=True):
+        home, rc = self.write_rc(password)
         r = subprocess.run([MUTT, "-n", "-F", rc] + list(args), input=body, capture_output=True,
                            timeout=90, env=dict(os.environ, HOME=home, TERM="dumb"))
         if expect_ok:
@@ -117,6 +133,76 @@ set send_charset = "us-ascii:utf-8"
         self.assertEqual(no_date.sub(b"", sent[b"BODY[]"].replace(bcc, b"", 1)),
                          no_date.sub(b"", written))
         self.assertIn(b"\\Seen", sent[b"FLAGS"])
+
+    def mutt_keys(self, ready, steps):
+        """mutt on a terminal (a pty), reading INBOX over IMAPS: waits for
+        `ready` on the screen, then types each step. Returns the screen
+        output."""
+        home, rc = self.write_rc()
+        pid, fd = pty.fork()
+        if pid == 0:
+            try:
+                os.environ.update(HOME=home, TERM="vt100")
+                os.execv(MUTT, [MUTT, "-n", "-F", rc, "-f",
+                                f"imaps://localhost:{self.server.port}/INBOX"])
+            finally:
+                os._exit(127)
+        screen = bytearray()
+
+        def pump(seconds, until=None):
+            end = time.time() + seconds
+            while time.time() < end:
+                if until is not None and until in screen:
+                    return True
+                r, _, _ = select.select([fd], [], [], 0.1)
+                if r:
+                    try:
+                        data = os.read(fd, 65536)
+                    except OSError:
+                        return False
+                    if not data:
+                        return False
+                    screen.extend(data)
+            return until is None
+        try:
+            self.assertTrue(pump(30, ready), f"mutt did not show {ready!r}: {bytes(screen)[-2000:]!r}")
+            for keys in steps:
+                os.write(fd, keys)
+                pump(1.0)
+            os.write(fd, b"q")
+            end = time.time() + 20
+            while time.time() < end:
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    break
+                pump(0.2)
+            else:
+                self.fail(f"mutt did not quit: {bytes(screen)[-2000:]!r}")
+            pid = 0
+            self.assertEqual(os.waitstatus_to_exitcode(status), 0, bytes(screen)[-2000:])
+        finally:
+            if pid:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            os.close(fd)
+        return bytes(screen)
+
+    def test_read_tag_save_flag_over_imap(self):
+        """Interactive mutt (on a pty) over IMAPS: tags by subject, saves the
+        tagged messages to Archive, syncs (expunge), flags the remaining one."""
+        msgs = [make_message(subject=s) for s in ("keep this", "move one", "move two")]
+        for msg in msgs:
+            self.deliver(["alice"], msg)
+        inbox_before = self.messages("alice")
+        screen = self.mutt_keys(b"keep this", [b"T~s move\r", b";s=Archive\r", b"$", b"F", b"$"])
+        self.assertNotIn(b"rror", screen[-3000:])
+        archive = self.messages("alice", "Archive")
+        inbox = self.messages("alice")
+        self.assertEqual(sorted(m[b"BODY[]"] for m in archive),
+                         sorted(m[b"BODY[]"] for m in inbox_before[1:]))
+        self.assertEqual(len(inbox), 1)
+        self.assertEqual(inbox[0][b"BODY[]"], inbox_before[0][b"BODY[]"])
+        self.assertIn(b"\\Flagged", inbox[0][b"FLAGS"])
 
     def test_wrong_password(self):
         self.mutt("-s", "refused", "--", "bob@example.test", body=b"x\n", password="wrong",
