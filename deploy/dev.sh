@@ -131,11 +131,13 @@ fi
 
 pids=""
 stop() {
-    trap - INT TERM EXIT
+    trap - INT TERM HUP EXIT
     [ -n "$pids" ] && kill $pids 2>/dev/null
     wait 2>/dev/null
 }
-trap stop INT TERM EXIT
+# HUP: the terminal went away. The daemons get it too and take it as a
+# reload; they must stop with the terminal instead of living on orphaned.
+trap stop INT TERM HUP EXIT
 "$bin/mgimapd" -c "$conf" &
 pids="$pids $!"
 "$bin/mgsmtpd" -c "$conf" &
