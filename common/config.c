@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "common/alloc.h"
+#include "common/fd_io.h"
 #include "common/utf8.h"
 
 /* Sections seen so far, to refuse a key given twice in one section: with
@@ -232,16 +233,14 @@ int mg_config_parse_file(const char *path, mg_config_entry_cb *cb, void *ctx,
     }
     size_t size = (size_t)st.st_size;
     char *text = mg_malloc(size + 1);
-    size_t got = 0;
-    while (got < size) {
-        ssize_t r = read(fd, text + got, size - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
+    size_t got;
+    int r = mg_fd_pread_all(fd, text, size, 0, &got);
     close(fd);
+    if (r != 0) {
+        *error_r = mg_asprintf("%s: cannot read: %s", path, strerror(-r));
+        free(text);
+        return -1;
+    }
     int ret = mg_config_parse(text, got, path, cb, ctx, error_r);
     free(text);
     return ret;

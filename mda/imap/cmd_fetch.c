@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "common/alloc.h"
+#include "common/fd_io.h"
 #include "common/arena.h"
 #include "common/ascii.h"
 #include "common/conn.h"
@@ -315,16 +316,8 @@ static void replace_nuls(char *p, size_t len)
 static int read_whole(int fd, uint64_t size, char **data_r)
 {
     char *data = mg_malloc(size + 1);
-    uint64_t got = 0;
-    while (got < size) {
-        ssize_t r = pread(fd, data + got, size - got, (off_t)got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (uint64_t)r;
-    }
-    if (got != size) {
+    size_t got;
+    if (mg_fd_pread_all(fd, data, size, 0, &got) != 0 || got != size) {
         free(data);
         return -1;
     }

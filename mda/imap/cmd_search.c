@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "common/alloc.h"
+#include "common/fd_io.h"
 #include "common/arena.h"
 #include "common/ascii.h"
 #include "mda/imap/imap_search.h"
@@ -59,15 +60,9 @@ static int load_message(void *ctx, const char **data_r, size_t *len_r)
     }
     size_t size = (size_t)sb.st_size;
     char *data = mg_malloc(size + 1);
-    size_t got = 0;
-    while (got < size) {
-        ssize_t r = pread(fd, data + got, size - got, (off_t)got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
+    size_t got;
+    if (mg_fd_pread_all(fd, data, size, 0, &got) != 0)
+        got = 0; /* searched as empty, as a file gone meanwhile */
     close(fd);
     data[got] = '\0';
     st->data = data;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "common/alloc.h"
+#include "common/fd_io.h"
 #include "common/arena.h"
 #include "common/ascii.h"
 #include "common/auth_client.h"
@@ -631,22 +632,6 @@ static void handle_line(struct imap_session *s, const char *line, size_t len)
         s->literal_fd = -1;
 }
 
-static int write_all(int fd, const char *p, size_t left)
-{
-    while (left > 0) {
-        /* Page-cache writes; the fsync happens in the thread pool. */
-        ssize_t w = write(fd, p, left);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        p += w;
-        left -= (size_t)w;
-    }
-    return 0;
-}
-
 int imap_session_write_crlf(int fd, const char *p, size_t len, bool *is_after_cr, bool is_end)
 {
     /* CR LF pairs stay in the run being copied: a message that is CR LF
@@ -655,7 +640,7 @@ int imap_session_write_crlf(int fd, const char *p, size_t len, bool *is_after_cr
     int ret = 0;
     if (*is_after_cr && len > 0) {
         *is_after_cr = false;
-        ret = write_all(fd, "\r\n", 2); /* that CR's line end, or a bare CR's */
+        ret = mg_fd_write_all(fd, "\r\n", 2); /* that CR's line end, or a bare CR's */
         if (p[0] == '\n')
             start = i = 1;
     }
@@ -665,24 +650,24 @@ int imap_session_write_crlf(int fd, const char *p, size_t len, bool *is_after_cr
                 i++;
                 continue;
             }
-            ret = write_all(fd, p + start, i - start);
+            ret = mg_fd_write_all(fd, p + start, i - start);
             start = i + 1;
             if (i + 1 == len)
                 *is_after_cr = true; /* the next chunk tells */
             else if (ret == 0)
-                ret = write_all(fd, "\r\n", 2);
+                ret = mg_fd_write_all(fd, "\r\n", 2);
         } else if (p[i] == '\n') {
-            ret = write_all(fd, p + start, i - start);
+            ret = mg_fd_write_all(fd, p + start, i - start);
             if (ret == 0)
-                ret = write_all(fd, "\r\n", 2);
+                ret = mg_fd_write_all(fd, "\r\n", 2);
             start = i + 1;
         }
     }
     if (ret == 0)
-        ret = write_all(fd, p + start, len - start);
+        ret = mg_fd_write_all(fd, p + start, len - start);
     if (ret == 0 && is_end && *is_after_cr) {
         *is_after_cr = false;
-        ret = write_all(fd, "\r\n", 2);
+        ret = mg_fd_write_all(fd, "\r\n", 2);
     }
     return ret;
 }
