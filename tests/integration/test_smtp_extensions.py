@@ -103,6 +103,21 @@ class Extensions(SystemTestCase):
             self.assertEqual(self.server.wait_delivered(user, 1), 1)
             self.assertTrue(self.server.fetch_all(user)[0].endswith(msg))
 
+    def test_pipelined_replies_in_one_write(self):
+        # While a recipient is looked up, the replies before it wait: the
+        # whole group comes back in one write, so one read has it all.
+        with self.raw_smtp() as r:
+            r.ehlo()
+            for _ in range(2):  # bob looked up, then from the cache; nobody never is
+                r.send(b"MAIL FROM:<a@remote.test>\r\nRCPT TO:<bob@example.test>\r\n"
+                       b"RCPT TO:<nobody@example.test>\r\nDATA\r\n")
+                self.assertEqual(r.buf, b"")
+                r._fill()
+                self.assertEqual(r.buf.count(b"\r\n"), 4, r.buf)
+                self.assertEqual([r.reply()[0] for _ in range(4)], [250, 250, 550, 354])
+                r.send(make_message(subject="grouped") + b".\r\n")
+                self.assertEqual(r.reply()[0], 250)
+
     def test_pipelining_two_transactions(self):
         m1 = make_message(subject="one")
         m2 = make_message(subject="two")
