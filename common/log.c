@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/fd_io.h"
+
 /* Longest line we emit; longer messages are cut. journald's default line
  * limit is 48 KiB, but a log line that long is a bug somewhere else. */
 #define LOG_LINE_MAX 4096
@@ -89,16 +91,7 @@ static void log_write_line(char *line, size_t len)
     /* One write(2) per line: lines from several processes sharing stderr
      * never interleave within a line. */
     line[len++] = '\n';
-    size_t off = 0;
-    while (off < len) {
-        ssize_t w = write(STDERR_FILENO, line + off, len - off);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return;
-        }
-        off += (size_t)w;
-    }
+    (void)mg_fd_write_all(STDERR_FILENO, line, len); /* nowhere to report it */
 }
 
 static void __attribute__((format(printf, 4, 0)))

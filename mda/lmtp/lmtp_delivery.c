@@ -15,6 +15,7 @@
 #include "common/auth_client.h"
 #include "common/buf.h"
 #include "common/conn.h"
+#include "common/fd_io.h"
 #include "common/listener.h"
 #include "common/tls.h"
 #include "common/log.h"
@@ -283,7 +284,7 @@ static void hook_data_chunk(struct smtp_server *server, struct smtp_tx *tx, cons
     if (d->spill_fd < 0 && d->body.len + len > LMTP_MEMORY_MAX && d->spill_path == NULL) {
         spill(s, d);
         if (d->spill_fd >= 0) {
-            if (write(d->spill_fd, d->body.data, d->body.len) != (ssize_t)d->body.len) {
+            if (mg_fd_write_all(d->spill_fd, d->body.data, d->body.len) != 0) {
                 close(d->spill_fd);
                 d->spill_fd = -1;
             }
@@ -292,18 +293,9 @@ static void hook_data_chunk(struct smtp_server *server, struct smtp_tx *tx, cons
     }
     if (d->spill_fd >= 0) {
         /* Page-cache writes; the store's fsync makes the copy durable. */
-        const char *p = data;
-        while (len > 0) {
-            ssize_t w = write(d->spill_fd, p, len);
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w <= 0) {
-                close(d->spill_fd);
-                d->spill_fd = -1;
-                break;
-            }
-            p += w;
-            len -= (size_t)w;
+        if (mg_fd_write_all(d->spill_fd, data, len) != 0) {
+            close(d->spill_fd);
+            d->spill_fd = -1;
         }
         return;
     }

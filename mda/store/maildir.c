@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "common/alloc.h"
+#include "common/fd_io.h"
 #include "common/buf.h"
 
 /* Local parts may hold any byte SMTPUTF8 allows; on disk only a safe set
@@ -321,21 +322,6 @@ static int mkdir_parents(const char *path)
     return r;
 }
 
-static int write_all(int fd, const char *data, size_t len)
-{
-    while (len > 0) {
-        ssize_t w = write(fd, data, len);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        data += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Written to a temporary name and renamed: a crash leaves either the old
  * file or the complete new one. */
 static int write_meta_file(const char *path, const char *value)
@@ -346,9 +332,9 @@ static int write_meta_file(const char *path, const char *value)
     if (fd < 0) {
         r = -errno;
     } else {
-        r = write_all(fd, value, strlen(value));
+        r = mg_fd_write_all(fd, value, strlen(value));
         if (r == 0)
-            r = write_all(fd, "\n", 1);
+            r = mg_fd_write_all(fd, "\n", 1);
         if (r == 0 && fsync(fd) != 0)
             r = -errno;
         close(fd);
@@ -463,7 +449,7 @@ int maildir_write_tmp(const char *folder_path, const char *base, const struct mg
         return r;
     }
     for (size_t i = 0; i < n_parts && r == 0; i++)
-        r = write_all(fd, parts[i].data, parts[i].len);
+        r = mg_fd_write_all(fd, parts[i].data, parts[i].len);
     if (r == 0 && fdatasync(fd) != 0)
         r = -errno;
     if (close(fd) != 0 && r == 0)

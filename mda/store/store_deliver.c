@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "common/alloc.h"
+#include "common/fd_io.h"
 #include "common/buf.h"
 #include "common/log.h"
 
@@ -76,21 +77,6 @@ struct deliver_job {
     void *ctx;
 };
 
-static int write_all_fd(int fd, const char *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
 static char *tmp_path(const struct deliver_job *j)
 {
     return mg_asprintf("%s/tmp/%s", j->folder, j->tmp_base);
@@ -106,9 +92,9 @@ static int deliver_write_tmp(struct deliver_job *j)
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     int r = fd < 0 ? -errno : 0;
     if (r == 0 && j->msg != NULL)
-        r = write_all_fd(fd, j->msg, j->msg_len);
+        r = mg_fd_write_all(fd, j->msg, j->msg_len);
     if (r == 0 && j->msg == NULL) {
-        r = write_all_fd(fd, j->d.head, j->d.head_len);
+        r = mg_fd_write_all(fd, j->d.head, j->d.head_len);
         /* A large message waits in a spool file: copy it in the kernel. */
         off_t off = 0;
         uint64_t left = j->d.body_fd_len;

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "common/alloc.h"
+#include "common/fd_io.h"
 #include "common/arena.h"
 #include "common/ascii.h"
 #include "common/auth_client.h"
@@ -193,20 +194,6 @@ static void log_replay(struct queue_msg *m)
             r->attempts++;
     }
     fclose(f);
-}
-
-static int append_all(int fd, const char *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
 }
 
 static void log_line(struct mg_buf *out, size_t idx, const char *state, const char *dsn,
@@ -1043,7 +1030,7 @@ static void status_append(struct queue_msg *m, struct mg_buf *lines)
         return;
     m->has_log = true;
     int fd = open(m->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    int r = fd >= 0 && append_all(fd, lines->data, lines->len) == 0 ? 0 : -errno;
+    int r = fd < 0 ? -errno : mg_fd_write_all(fd, lines->data, lines->len);
     if (fd >= 0)
         close(fd);
     if (r != 0)

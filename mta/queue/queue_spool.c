@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "common/alloc.h"
+#include "common/fd_io.h"
 #include "common/arena.h"
 #include "common/buf.h"
 #include "common/log.h"
@@ -179,20 +180,6 @@ static void pool_promote(struct queue *q, uint64_t generation)
 
 /* ---- writing ---- */
 
-static int write_all(int fd, const char *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return w < 0 ? -errno : -EIO;
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Opens the message's file: a pool file to overwrite, else a new one in
  * tmp/. From the loop (a large message) or the thread pool (at commit);
  * m->pool was chosen on the loop. */
@@ -236,7 +223,7 @@ static int new_flush(struct queue_new *m)
             return m->status = r;
         }
     }
-    int r = write_all(m->fd, m->buf.data, m->buf.len);
+    int r = mg_fd_write_all(m->fd, m->buf.data, m->buf.len);
     if (r != 0)
         return m->status = r;
     m->is_length_flushed = true;
@@ -402,7 +389,7 @@ static void commit_work(uv_work_t *req)
     if (m->status == 0 && m->fd < 0)
         m->status = new_open(m);
     if (m->status == 0)
-        m->status = write_all(m->fd, m->buf.data, m->buf.len);
+        m->status = mg_fd_write_all(m->fd, m->buf.data, m->buf.len);
     if (m->status == 0 && m->is_length_flushed &&
         pwrite(m->fd, m->length, 20, (off_t)m->length_offset) != 20)
         m->status = -(errno ? errno : EIO);
