@@ -9,6 +9,7 @@
 #include "common/buf.h"
 #include "mda/imap/imap_date.h"
 #include "mda/imap/imap_limits.h"
+#include "mda/mime/mime_address.h"
 #include "mda/mime/mime_date.h"
 #include "mda/mime/mime_encword.h"
 #include "mda/mime/mime_header.h"
@@ -332,6 +333,60 @@ bool search_needs_content(const struct search_key *key)
 
 /* ---- content keys ---- */
 
+/* Fields whose value is an address list. */
+static bool is_address_field(const struct mime_header_field *f)
+{
+    static const char *const names[] = {
+        "From", "To", "Cc", "Bcc", "Sender", "Reply-To",
+        "Resent-From", "Resent-Sender", "Resent-To", "Resent-Cc", "Resent-Bcc",
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (mime_header_field_is(f, names[i]))
+            return true;
+    }
+    return false;
+}
+
+/* An address field as SEARCH sees it: the parsed list written back in one
+ * canonical form ("Name <user@host>, group: a@b;"), so that comments,
+ * quoting and folding inside the addresses do not hide a match, as in
+ * Dovecot. Names are decoded (RFC 2047). */
+static void address_field_text(struct mg_arena *arena, const struct mime_header_field *f,
+                               struct mg_buf *out)
+{
+    struct mime_address *a = mime_address_parse(arena, f->value, f->value_len,
+                                                 MIME_ADDRESS_FLAG_FILL_MISSING);
+    bool is_first = true;
+    for (; a != NULL; a = a->next) {
+        if (a->mailbox == NULL) {            /* group end */
+            mg_buf_append_byte(out, ';');
+            continue;
+        }
+        if (!is_first)
+            mg_buf_append_str(out, ", ");
+        if (a->domain == NULL) {             /* group start */
+            mg_buf_append_str(out, a->mailbox);
+            mg_buf_append_str(out, ": ");
+            is_first = true;
+            continue;
+        }
+        is_first = false;
+        if (a->name != NULL) {
+            mime_encword_decode(a->name, strlen(a->name), out);
+            mg_buf_append_str(out, " <");
+        }
+        if (a->route != NULL) {
+            mg_buf_append_str(out, a->route);
+            mg_buf_append_byte(out, ':');
+        }
+        mg_buf_append_str(out, a->mailbox);
+        mg_buf_append_byte(out, '@');
+        mg_buf_append_str(out, a->domain);
+        if (a->name != NULL)
+            mg_buf_append_byte(out, '>');
+    }
+}
+
 static bool body_text_cb(void *ctx, const struct mime_part *part, const char *text, size_t len)
 {
     (void)part;
@@ -362,7 +417,10 @@ static bool match_content(struct search_key *key, struct search_msg *msg)
             if (!mime_header_field_is(&f, key->field))
                 continue;
             mg_buf_reset(&v);
-            mime_encword_decode(f.value, f.value_len, &v);
+            if (is_address_field(&f))
+                address_field_text(arena, &f, &v);
+            else
+                mime_encword_decode(f.value, f.value_len, &v);
             match = mime_search_match(&key->search, mg_buf_cstr(&v), v.len);
         }
         break;

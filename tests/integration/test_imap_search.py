@@ -122,6 +122,28 @@ class TestSearch(mgtest.MgTestCase):
             ("FROM b.test", [2]),
         ])
 
+    def test_address_keys_see_the_parsed_addresses(self):
+        # FROM/TO/CC/BCC (and HEADER on an address field) match the address
+        # list as parsed, like Dovecot: a comment or white space inside an
+        # addr-spec does not hide it, a trailing comment is the display
+        # name, group names and members count.
+        msgs = [
+            "From: <ann.lee (work) @ (main) corp.test>\nTo: x@y.test\n\none\n",
+            "From: ann.lee@corp.test (Annie L)\nTo: x@y.test\n\ntwo\n",
+            "From: x@y.test\nTo: crew: sam@ship.test, kim@ship.test;,\n"
+            " shore: pat@port.test;\n\nthree\n",
+        ]
+        self.c.ok("CREATE Addr")
+        for m in msgs:
+            self.c.append("Addr", crlf(m))
+        self.c.ok("SELECT Addr")
+        self.check([
+            ("FROM ann.lee@corp.test", [1, 2]), ("HEADER From ann.lee@corp.test", [1, 2]),
+            ("FROM annie", [2]), ("FROM work", []),
+            ("TO crew", [3]), ("TO shore", [3]), ("TO kim@ship", [3]), ("TO pat@port.test", [3]),
+            ("TO nobody", []), ('HEADER To ""', [1, 2, 3]),
+        ])
+
     def test_body_and_text(self):
         self.check([
             ("BODY fox", [1]), ("BODY FOX", [1]), ("BODY nothing-like-this", []),
