@@ -372,11 +372,18 @@ static void cmd_expn(struct smtp_server *server, const char *args, size_t len)
     smtp_server_reply_error(server, 502, "5.5.1", "Error: command not implemented");
 }
 
+/* The commands this session may use now, as EHLO offers them. */
 static void cmd_help(struct smtp_server *server, const char *args, size_t len)
 {
-    smtp_server_reply(server, 214, "2.0.0",
-                      is_lmtp(server)
-                          ? "Commands: LHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP"
-                          : "Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP "
-                            "STARTTLS AUTH");
+    const struct smtp_server_settings *set = &server->set;
+    if (is_lmtp(server)) {
+        smtp_server_reply(server, 214, "2.0.0", "Commands: LHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP");
+        return;
+    }
+    bool starttls = set->offer_starttls && !server->is_tls;
+    bool auth = set->offer_auth && server->is_tls;
+    char text[128];
+    snprintf(text, sizeof(text), "Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP%s%s",
+             starttls ? " STARTTLS" : "", auth ? " AUTH" : "");
+    smtp_server_reply(server, 214, "2.0.0", text);
 }

@@ -472,7 +472,7 @@ static const struct scenario scenarios[] = {
       0,
       GREET OK OK OK "501 5.5.4 Syntax: RSET\r\n"
       "252 2.1.5 Cannot VRFY user, but will accept message\r\n501 5.5.4 Syntax: VRFY address\r\n"
-      "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS AUTH\r\n"
+      "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS\r\n"
       "502 5.5.1 Error: command not implemented\r\n500 5.5.2 Error: command not recognized\r\n"
       "500 5.5.2 Error: command not recognized\r\n500 5.5.2 Error: command not recognized\r\n"
       "501 5.5.4 Syntax: HELO hostname\r\n501 5.5.4 Error: invalid host name\r\n",
