@@ -447,10 +447,16 @@ static struct list_entry *list_find(struct list_all *all, const char *name)
     return all->n == 0 ? NULL : bsearch(&key, all->items, all->n, sizeof(*all->items), entry_cmp);
 }
 
+struct list_patterns;
+static bool list_matches(const struct list_patterns *lp, const char *name);
+
 /* \HasChildren and CHILDINFO: each name marks those of its ancestors that
  * are listed ("a/b/c" marks "a/b" and "a"), a lookup per level instead of
- * a comparison with every other name. */
-static void list_mark_parents(struct list_all *all)
+ * a comparison with every other name. A subscribed descendant that matches
+ * the patterns itself is listed in its own right, so it gives its parents
+ * no CHILDINFO (RFC 5258 3, as Dovecot does): LIST (SUBSCRIBED
+ * RECURSIVEMATCH) "" "*b" shows "a/b", not "a" as well. */
+static void list_mark_parents(struct list_all *all, const struct list_patterns *lp)
 {
     char parent[MAILBOX_NAME_MAX + 1];
     for (size_t i = 0; i < all->n; i++) {
@@ -466,7 +472,7 @@ static void list_mark_parents(struct list_all *all)
                 continue;
             if (c->exists)
                 p->has_children = true;
-            if (c->subscribed)
+            if (c->subscribed && !list_matches(lp, c->name))
                 p->child_subscribed = true;
         }
     }
@@ -594,7 +600,7 @@ static enum imap_cmd_result do_list(struct imap_cmd *cmd, unsigned opts)
         lsub_add_parents(&all, &lp);
         list_sort_merge(&all);
     }
-    list_mark_parents(&all);
+    list_mark_parents(&all, &lp);
     for (size_t i = 0; i < all.n; i++) {
         struct list_entry *e = &all.items[i];
         if ((opts & (LIST_SEL_SUBSCRIBED | LIST_LSUB)) && !e->subscribed && !e->is_lsub_parent &&

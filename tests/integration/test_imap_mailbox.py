@@ -225,6 +225,16 @@ class TestList(MailboxCase):
         ret = list_entries(untagged)
         self.assertIn(b"\\Subscribed", ret["Lists/dev"])
         self.assertNotIn(b"\\Subscribed", ret["Lists/users"])
+        # CHILDINFO only for a subscribed descendant that the patterns do
+        # not list by itself: with "*dev" (or a list naming both), Lists/dev
+        # is answered and Lists is not.
+        for pattern in ('"*dev"', '("Lists" "Lists/dev")'):
+            with self.subTest(pattern=pattern):
+                untagged, _ = c.ok(f'LIST (SUBSCRIBED RECURSIVEMATCH) "" {pattern}')
+                self.assertEqual(set(list_entries(untagged)), {"Lists/dev"}, untagged)
+        untagged, _ = c.ok('LIST (SUBSCRIBED RECURSIVEMATCH) "" ("Lists")')
+        self.assertEqual(len(untagged), 1, untagged)
+        self.assertTrue(untagged[0].endswith(b' Lists ("CHILDINFO" ("SUBSCRIBED"))'), untagged)
         # A subscription may outlive its mailbox: \NonExistent.
         c.ok('DELETE "Lists/dev"')
         untagged, _ = c.ok('LIST (SUBSCRIBED) "" "Lists/*"')
