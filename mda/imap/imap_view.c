@@ -305,6 +305,7 @@ void imap_view_sync(struct imap_session *s, bool allow_expunge)
     if (!view_lookup(s, &m))
         return;
     struct mg_buf out = MG_BUF_INIT;
+    size_t new_count = 0;
     if (m.rec.highestmodseq != v->modseq) {
         struct sync_collect c = { 0 };
         store_changes_since(s->user, v->mailbox_id, v->modseq, collect_changed, collect_expunged, &c);
@@ -319,7 +320,6 @@ void imap_view_sync(struct imap_session *s, bool allow_expunge)
         if (v->n_pending_expunges > 1)
             qsort(v->pending_expunges, v->n_pending_expunges, sizeof(uint32_t), cmp_u32);
         uint32_t max_uid = v->count > 0 ? v->uids[v->count - 1] : 0;
-        size_t new_count = 0;
         if (c.n_changed > 1)
             qsort(c.changed, c.n_changed, sizeof(uint32_t), cmp_u32);
         /* Flag changes of known messages. */
@@ -375,14 +375,16 @@ void imap_view_sync(struct imap_session *s, bool allow_expunge)
                 imap_view_write_flag_lists(s, &out);
             store_keywords_free(names, n);
         }
-        if (new_count > 0) {
-            /* EXISTS counts the messages not yet reported as expunged. */
-            mg_buf_printf(&out, "* %zu EXISTS\r\n", v->count);
-            mg_buf_printf(&out, "* %zu RECENT\r\n", v->n_recent);
-        }
     }
     if (allow_expunge && v->n_pending_expunges > 0)
         report_expunges(s, &out);
+    if (new_count > 0) {
+        /* After the expunges, as Dovecot does: a MOVE into the selected
+         * mailbox itself reads "* 1 EXPUNGE" then "* 1 EXISTS". EXISTS
+         * counts the messages not yet reported as expunged. */
+        mg_buf_printf(&out, "* %zu EXISTS\r\n", v->count);
+        mg_buf_printf(&out, "* %zu RECENT\r\n", v->n_recent);
+    }
     v->is_dirty = false;
     if (out.len > 0)
         imap_write(s, out.data, out.len);

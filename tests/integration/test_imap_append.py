@@ -316,6 +316,12 @@ class TestCopyMove(mgtest.MgTestCase):
         untagged, tagged = c.command("MOVE 1 INBOX")
         self.assertRegex(tagged, rb"^T\d+ OK")
         self.assertTrue(any(re.match(rb"^\* OK \[COPYUID \d+ 1 6\]", u) for u in untagged), untagged)
+        # The copy's EXISTS comes after the original's EXPUNGE (Dovecot's
+        # order): the count is the one left once the expunge is applied.
+        self.assertRegex(untagged[0], rb"^\* OK \[COPYUID ")
+        self.assertEqual(untagged[1:3], [b"* 1 EXPUNGE", b"* 2 EXISTS"])
+        self.assertRegex(untagged[3], rb"^\* \d+ RECENT$")
+        self.assertEqual(len(untagged), 4, untagged)
 
     def test_uid_expunge(self):
         c = self.c
