@@ -147,12 +147,7 @@ static int deliver_body(DB_TXN *txn, void *ctx)
             maildir_final_base_checked(msg.base, j->tmp_base, j->size, msg.uid, j->checksum);
         else
             maildir_final_base(msg.base, j->tmp_base, j->size, msg.uid);
-        msg.cache_env = j->cache.data + j->cache_off[0];
-        msg.cache_env_len = j->cache_len[0];
-        msg.cache_bs = j->cache.data + j->cache_off[1];
-        msg.cache_bs_len = j->cache_len[1];
-        msg.cache_body = j->cache.data + j->cache_off[2];
-        msg.cache_body_len = j->cache_len[2];
+        store_new_msg_set_cache(&msg, &j->cache, j->cache_off, j->cache_len);
         r = store_txn_add_msg(db, txn, &mbox, &user, &msg);
         if (r == 0 && j->is_checked)
             r = index_put_pending(db, txn, mbox.id, msg.uid);

@@ -43,6 +43,17 @@ void store_compute_cache_mem(const char *data, size_t size, struct mg_buf *out, 
     mg_arena_free(&arena);
 }
 
+void store_new_msg_set_cache(struct store_new_msg *msg, const struct mg_buf *cache,
+                             const size_t off[3], const size_t len[3])
+{
+    msg->cache_env = cache->data + off[0];
+    msg->cache_env_len = len[0];
+    msg->cache_bs = cache->data + off[1];
+    msg->cache_bs_len = len[1];
+    msg->cache_body = cache->data + off[2];
+    msg->cache_body_len = len[2];
+}
+
 int store_compute_cache(const char *path, struct mg_buf *out, size_t off_r[3], size_t len_r[3])
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -229,12 +240,7 @@ static int append_body(DB_TXN *txn, void *ctx)
         msg.size = j->size;
         msg.uid = mbox.uidnext;
         maildir_final_base(msg.base, j->tmp_base, j->size, msg.uid);
-        msg.cache_env = j->cache.data + j->cache_off[0];
-        msg.cache_env_len = j->cache_len[0];
-        msg.cache_bs = j->cache.data + j->cache_off[1];
-        msg.cache_bs_len = j->cache_len[1];
-        msg.cache_body = j->cache.data + j->cache_off[2];
-        msg.cache_body_len = j->cache_len[2];
+        store_new_msg_set_cache(&msg, &j->cache, j->cache_off, j->cache_len);
         r = store_txn_add_msg(db, txn, &mbox, &user, &msg);
     }
     if (r == 0)
@@ -430,12 +436,7 @@ static int copy_body(DB_TXN *txn, void *ctx)
         maildir_new_base(unique);
         maildir_final_base(msg.base, unique, rec.size, msg.uid);
         if (have_cache) {
-            msg.cache_env = cache.data + off[0];
-            msg.cache_env_len = len[0];
-            msg.cache_bs = cache.data + off[1];
-            msg.cache_bs_len = len[1];
-            msg.cache_body = cache.data + off[2];
-            msg.cache_body_len = len[2];
+            store_new_msg_set_cache(&msg, &cache, off, len);
         }
         r = store_txn_add_msg(db, txn, same ? &src : &dst, &user, &msg);
         mg_buf_free(&cache);

@@ -101,6 +101,10 @@ struct store_new_msg {
 };
 int store_txn_add_msg(DB *db, DB_TXN *txn, struct index_mailbox_rec *mbox,
                       struct index_user_rec *user, struct store_new_msg *msg);
+/* Points msg's three cached strings into cache (as store_compute_cache
+ * left them); cache must outlive the store_txn_add_msg call. */
+void store_new_msg_set_cache(struct store_new_msg *msg, const struct mg_buf *cache,
+                             const size_t off[3], const size_t len[3]);
 
 /* Parses the file at path (mmap) into the three cached strings, appended
  * to out with offsets. Returns 0 or -errno. */

@@ -411,12 +411,7 @@ static int sync_body(DB_TXN *txn, void *ctx)
         struct mg_buf cache = MG_BUF_INIT;
         size_t off[3] = { 0 }, len[3] = { 0 };
         if (store_compute_cache(old_path, &cache, off, len) == 0) {
-            msg.cache_env = cache.data + off[0];
-            msg.cache_env_len = len[0];
-            msg.cache_bs = cache.data + off[1];
-            msg.cache_bs_len = len[1];
-            msg.cache_body = cache.data + off[2];
-            msg.cache_body_len = len[2];
+            store_new_msg_set_cache(&msg, &cache, off, len);
         }
         /* The base keeps the file's unique part; size and UID are ours. */
         char unique[MAILDIR_BASE_MAX];

@@ -229,7 +229,9 @@ static int parse_transport(struct route_table *t, const char *text, char **error
         t->entries = mg_reallocarray(t->entries, t->n_entries + 1, sizeof(*t->entries));
         t->entries[t->n_entries] = (struct route_entry){ key, host };
         t->n_entries++;
-        mg_strmap_set(t->by_domain, key, t); /* a placeholder, for duplicates */
+        /* Marks the domain taken (duplicates are refused above); the
+         * value becomes the entry below, once the array stops moving. */
+        mg_strmap_set(t->by_domain, key, t);
         if (comma == NULL)
             break;
         p = comma + 1;
